@@ -1,0 +1,43 @@
+"""The server extension: wires the mirror into jupyter_server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jupyter_server.extension.application import ExtensionApp
+
+from .handlers import handlers
+from .mirror import CommMirror
+from .tap import tap_connection_class
+
+HERE = Path(__file__).parent
+
+
+class CommExtensionApp(ExtensionApp):
+    """See, count and close the comms of every kernel of this server."""
+
+    name = "jupyter_comm_ext"
+    load_other_extensions = True
+    classes = [CommMirror]
+
+    def initialize_settings(self) -> None:
+        serverapp = self.serverapp
+        serverapp.event_logger.register_event_schema(HERE / "events" / "comm.yaml")
+        self.mirror = CommMirror(
+            parent=self,
+            kernel_manager=serverapp.kernel_manager,
+            event_logger=serverapp.event_logger,
+        )
+        # self.settings starts as a copy of the server's and is written back over them.
+        self.settings["comm_mirror"] = self.mirror
+        self.settings["kernel_websocket_connection_class"] = tap_connection_class(
+            self.settings["kernel_websocket_connection_class"], self.mirror
+        )
+        # Kernels started before this extension loaded are reconciled on first contact.
+        self.mirror.sync_kernels()
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(handlers)
+
+    async def stop_extension(self) -> None:
+        self.mirror.close()

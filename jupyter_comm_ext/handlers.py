@@ -1,0 +1,136 @@
+"""REST handlers: thin, the logic lives in the mirror."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from .mirror import CommMirror
+from .registry import ORIGINS, STATUSES, CommFilter, CommRecord
+
+AUTH_RESOURCE = "comms"
+FILTERS = ("kernel_id", "target_name", "origin", "min_idle", "status")
+#: query arguments jupyter_server itself reads, allowed on every route
+SERVER_ARGUMENTS = ("token", "_xsrf")
+
+
+class CommsBaseHandler(APIHandler):
+    """Shared by the comm routes: the mirror, argument checks, JSON output."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def mirror(self) -> CommMirror:
+        return self.settings["comm_mirror"]
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        # Tornado's own failure here logs a traceback and answers with an empty 400.
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise web.HTTPError(400, f"{name or 'argument'} is not valid UTF-8") from None
+
+    def check_arguments(self, allowed: tuple[str, ...]) -> None:
+        unknown = set(self.request.query_arguments) - set(allowed) - set(SERVER_ARGUMENTS)
+        if unknown:
+            raise web.HTTPError(400, f"unknown query argument(s): {', '.join(sorted(unknown))}")
+
+    def flag(self, name: str) -> bool:
+        value = self.get_query_argument(name, "0")
+        if value not in ("0", "1", "true", "false"):
+            raise web.HTTPError(400, f"{name} must be 0 or 1, not {value!r}")
+        return value in ("1", "true")
+
+    def comm_filter(self) -> CommFilter:
+        """The filters of the query string, validated (400 on any bad value)."""
+        args = {name: self.get_query_argument(name, None) for name in FILTERS}
+        status = args["status"] or "open"
+        if status not in STATUSES:
+            raise web.HTTPError(400, f"status must be one of {', '.join(STATUSES)}")
+        if args["origin"] is not None and args["origin"] not in ORIGINS:
+            raise web.HTTPError(400, f"origin must be one of {', '.join(ORIGINS)}")
+        min_idle = None
+        if args["min_idle"] is not None:
+            try:
+                min_idle = float(args["min_idle"])
+            except ValueError:
+                min_idle = -1.0
+            if not 0 <= min_idle < float("inf"):
+                raise web.HTTPError(400, "min_idle must be a number of seconds >= 0")
+        return CommFilter(
+            kernel_id=args["kernel_id"],
+            target_name=args["target_name"],
+            origin=args["origin"],
+            min_idle=min_idle,
+            status=status,
+        )
+
+    async def refresh_if_asked(self, kernel_ids: list[str] | None = None) -> None:
+        if self.flag("refresh"):
+            await self.mirror.refresh(kernel_ids)
+        else:
+            self.mirror.sync_kernels()
+
+    def write_models(self, records: list[CommRecord] | CommRecord) -> None:
+        self.set_header("Content-Type", "application/json")
+        if isinstance(records, CommRecord):
+            self.finish(json.dumps(records.to_model()))
+        else:
+            self.finish(json.dumps([r.to_model() for r in records]))
+
+
+class CommsHandler(CommsBaseHandler):
+    """`/api/comms`: list comms, filtered."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.check_arguments((*FILTERS, "refresh"))
+        flt = self.comm_filter()
+        kernel_ids = [flt.kernel_id] if flt.kernel_id in self.kernel_manager else None
+        await self.refresh_if_asked(kernel_ids)
+        self.write_models(self.mirror.registry.query(flt))
+
+
+class CommHandler(CommsBaseHandler):
+    """`/api/comms/{comm_id}`: one comm."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, comm_id: str) -> None:
+        self.check_arguments(("refresh",))
+        await self.refresh_if_asked()
+        self.write_models(self.find(comm_id))
+
+    def find(self, comm_id: str) -> CommRecord:
+        record = self.mirror.registry.get(comm_id)
+        if record is None:
+            raise web.HTTPError(404, f"no comm with id {comm_id!r}")
+        return record
+
+
+class KernelCommsHandler(CommsBaseHandler):
+    """`/api/kernels/{kernel_id}/comms`: the open comms of one kernel."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, kernel_id: str) -> None:
+        self.check_arguments(("refresh",))
+        if kernel_id not in self.kernel_manager:
+            raise web.HTTPError(404, f"no kernel with id {kernel_id!r}")
+        await self.refresh_if_asked([kernel_id])
+        self.write_models(list(self.mirror.registry.kernel_comms(kernel_id).values()))
+
+
+_comm_id = r"(?P<comm_id>[^/]+)"
+_kernel_id = r"(?P<kernel_id>[^/]+)"
+
+handlers: list[tuple[str, Any]] = [
+    (r"/api/comms/?", CommsHandler),
+    (rf"/api/comms/{_comm_id}/?", CommHandler),
+    (rf"/api/kernels/{_kernel_id}/comms/?", KernelCommsHandler),
+]

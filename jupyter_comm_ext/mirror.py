@@ -1,0 +1,278 @@
+"""The comm mirror: joins the tap, the kernel watchers, the registry and the kernels' lives.
+
+The tap reports what frontends send, the watchers what kernels send, jupyter_server's
+kernel events and restart callbacks when kernels start, restart and go away.  All of it
+lands in one `CommRegistry`, which the REST handlers and the culler read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from jupyter_client.session import Session
+from traitlets import Bool, Float, Instance, Int, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from . import registry as reg
+from .control import CommInfo, KernelUnreachable, request_comm_info
+from .protocol import BadFraming, CommMessage, InvalidUnicode, MalformedMessage
+from .registry import CommRecord, CommRegistry
+from .tap import RateLimitedLog
+from .watcher import KernelWatcher
+
+KERNEL_ACTIONS_SCHEMA = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+COMM_EVENT_SCHEMA = "https://events.jupyter.org/jupyter_comm_ext/comm/v1"
+
+
+class CommMirror(LoggingConfigurable):
+    """Keeps the registry in step with every kernel of the server."""
+
+    max_comms_per_kernel = Int(
+        50_000,
+        config=True,
+        help="""How many open comms to track per kernel. Past it, new comms of that kernel
+        are not tracked (a warning is logged), so a runaway kernel cannot exhaust the
+        server's memory.""",
+    )
+
+    max_closed_history = Int(
+        1000,
+        config=True,
+        help="How many closed comms to remember (over all kernels) for `status=closed`.",
+    )
+
+    iopub_topics = List(
+        Unicode(),
+        default_value=["comm-"],
+        config=True,
+        help="""ZMQ topic prefixes the mirror subscribes to on each kernel's IOPub.
+        ipykernel and the `comm` package publish comm messages under `comm-<comm_id>`,
+        which lets libzmq filter all other output out before it reaches the server.
+        Use [""] for kernels that publish comm messages without that topic.""",
+    )
+
+    reconcile_timeout = Float(
+        5.0,
+        config=True,
+        help="Seconds to wait for a kernel's comm_info_reply when reconciling.",
+    )
+
+    orphan_grace = Float(
+        2.0,
+        config=True,
+        help="""Seconds after a frontend closed a comm before a kernel that still reports it
+        (while idle) makes it an orphan: the kernel may simply not have read the close yet.""",
+    )
+
+    guard = Bool(
+        True,
+        config=True,
+        help="""Refuse malformed client frames before jupyter_server parses them: v1 frames
+        whose offset table does not fit the frame (which make the stock parser loop until
+        memory runs out), legacy binary frames with an impossible buffer count (a 2 GB
+        allocation), and comm messages whose ids are not valid Unicode (which stall
+        ipykernel). Valid traffic is untouched.""",
+    )
+
+    kernel_manager = Instance("jupyter_server.services.kernels.kernelmanager.MappingKernelManager")
+    event_logger = Instance("jupyter_events.EventLogger", allow_none=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.registry = CommRegistry(self.max_comms_per_kernel, self.max_closed_history)
+        self.watchers: dict[str, KernelWatcher] = {}
+        self.connections: dict[str, set[Any]] = {}
+        self.problems = RateLimitedLog(self.log)
+        self.pack = Session().pack
+        self._reconciles: dict[str, asyncio.Task] = {}
+        if self.event_logger is not None:
+            self.event_logger.add_listener(
+                schema_id=KERNEL_ACTIONS_SCHEMA, listener=self._on_kernel_action
+            )
+
+    # -- traffic -----------------------------------------------------------------------
+
+    def refuses(self, error: MalformedMessage) -> bool:
+        """Whether the tap must drop a frame rather than hand it to the stock relay."""
+        return self.guard and isinstance(error, (BadFraming, InvalidUnicode))
+
+    def frontend_sent(self, connection: Any, comm: CommMessage) -> None:
+        """A comm message a frontend sent to the kernel (seen once, on its connection)."""
+        self._record(connection.kernel_id, comm, reg.TO_KERNEL, connection.session_id)
+
+    def kernel_sent(self, kernel_id: str, comm: CommMessage) -> None:
+        """A comm message the kernel published (seen once, on the watcher)."""
+        self._record(kernel_id, comm, reg.FROM_KERNEL, None)
+
+    def _record(self, kernel_id: str, comm: CommMessage, direction: str, session: Any) -> None:
+        self.ensure_watched(kernel_id)
+        now = time.time()
+        record = self.registry.kernel_comms(kernel_id).get(comm.comm_id)
+        if record is None and (comm.msg_type == "comm_open" or direction == reg.FROM_KERNEL):
+            # A kernel talking on a comm we never saw open holds it: it predates us.
+            origin = "unknown"
+            if comm.msg_type == "comm_open":
+                origin = "kernel" if direction == reg.FROM_KERNEL else "frontend"
+            record = self.registry.open(
+                kernel_id,
+                comm.comm_id,
+                comm.target_name,
+                origin,
+                target_module=comm.target_module,
+                session_id=session,
+                now=now,
+            )
+            if record is None:
+                self.problems.warning(
+                    f"cap:{kernel_id}",
+                    "Kernel %s has %d open comms, the most tracked "
+                    "(CommMirror.max_comms_per_kernel); new ones are not tracked",
+                    kernel_id,
+                    self.max_comms_per_kernel,
+                )
+                return
+            self.emit("opened", record)
+        if record is None:
+            return
+        record.count(direction, comm.nbytes, now)
+        if comm.msg_type == "comm_close":
+            if direction == reg.TO_KERNEL:
+                record.frontend_closed = True
+                reason = reg.CLOSED_BY_FRONTEND
+            else:
+                reason = reg.CLOSED_BY_KERNEL
+            self.registry.close(record, reason, now=now)
+            self.emit("closed", record, reason=reason)
+
+    # -- connections -------------------------------------------------------------------
+
+    def add_connection(self, connection: Any) -> None:
+        self.connections.setdefault(connection.kernel_id, set()).add(connection)
+        self.ensure_watched(connection.kernel_id)
+
+    def remove_connection(self, connection: Any) -> None:
+        self.connections.get(connection.kernel_id, set()).discard(connection)
+
+    # -- kernels -----------------------------------------------------------------------
+
+    def ensure_watched(self, kernel_id: str, *, from_start: bool = False) -> None:
+        """Start watching a kernel; one we did not see start is reconciled with first."""
+        if kernel_id in self.watchers or kernel_id not in self.kernel_manager:
+            return
+        km = self.kernel_manager.get_kernel(kernel_id)
+        self.watchers[kernel_id] = KernelWatcher(
+            kernel_id, km, self.iopub_topics, self.kernel_sent, self._kernel_problem
+        )
+        self.registry.add_kernel(kernel_id)
+        km.add_restart_callback(lambda: self.kernel_restarted(kernel_id), "restart")
+        km.add_restart_callback(lambda: self.forget_kernel(kernel_id, "died"), "dead")
+        if not from_start:
+            self._reconciles[kernel_id] = asyncio.ensure_future(self.reconcile(kernel_id))
+
+    def _kernel_problem(self, kernel_id: str, error: Exception) -> None:
+        self.problems.warning(
+            f"iopub:{kernel_id}", "Unreadable comm message from kernel %s: %r", kernel_id, error
+        )
+
+    def kernel_restarted(self, kernel_id: str) -> None:
+        """A restarted kernel has forgotten all its comms."""
+        for record in self.registry.close_kernel(kernel_id, reg.KERNEL_RESTARTED):
+            self.emit("closed", record, reason=reg.KERNEL_RESTARTED)
+
+    def forget_kernel(self, kernel_id: str, reason: str) -> None:
+        """A kernel is gone: drop its watcher and every record of it."""
+        watcher = self.watchers.pop(kernel_id, None)
+        if watcher is not None:
+            watcher.close()
+        task = self._reconciles.pop(kernel_id, None)
+        if task is not None:
+            task.cancel()
+        self.connections.pop(kernel_id, None)
+        if kernel_id in self.registry.kernels():
+            self.registry.remove_kernel(kernel_id)
+            self.emit_event({"action": "kernel_gone", "kernel_id": kernel_id, "reason": reason})
+
+    def sync_kernels(self) -> None:
+        """Watch every running kernel and forget the ones that went away unnoticed."""
+        running = set(self.kernel_manager.list_kernel_ids())
+        for kernel_id in running:
+            self.ensure_watched(kernel_id)
+        for kernel_id in set(self.watchers) - running:
+            self.forget_kernel(kernel_id, "died")
+
+    async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict) -> None:
+        if data.get("status") != "success":
+            return
+        kernel_id, action = data.get("kernel_id"), data.get("action")
+        if action == "start":
+            self.ensure_watched(kernel_id, from_start=True)
+        elif action == "restart":
+            self.kernel_restarted(kernel_id)
+            watcher = self.watchers.get(kernel_id)
+            if watcher is not None:
+                watcher.connect()
+        elif action == "shutdown":
+            self.forget_kernel(kernel_id, "shutdown")
+
+    # -- reconcile ---------------------------------------------------------------------
+
+    async def refresh(self, kernel_ids: list[str] | None = None) -> dict[str, str]:
+        """Reconcile kernels with what they report; returns errors by kernel id."""
+        self.sync_kernels()
+        kernel_ids = list(self.watchers) if kernel_ids is None else kernel_ids
+        results = await asyncio.gather(*(self.reconcile(k) for k in kernel_ids))
+        return {k: err for k, err in zip(kernel_ids, results) if err}
+
+    async def reconcile(self, kernel_id: str) -> str | None:
+        """Ask one kernel for its comms and merge the answer; an error message, or None."""
+        try:
+            km = self.kernel_manager.get_kernel(kernel_id)
+            info = await request_comm_info(km, self.reconcile_timeout)
+        except (KernelUnreachable, KeyError, RuntimeError) as e:
+            self.log.info("Could not reconcile comms of kernel %s: %s", kernel_id, e)
+            return str(e) or type(e).__name__
+        if kernel_id in self.watchers:
+            self.merge(kernel_id, info, idle=getattr(km, "execution_state", None) == "idle")
+        return None
+
+    def merge(self, kernel_id: str, info: CommInfo, idle: bool) -> None:
+        watcher = self.watchers.get(kernel_id)
+        if watcher is not None and info.kernel_session:
+            watcher.kernel_session = info.kernel_session
+        orphan_before = info.asked_at - self.orphan_grace if idle else None
+        opened, closed = self.registry.merge(kernel_id, info.comms, info.asked_at, orphan_before)
+        for record in opened:
+            self.emit("opened", record)
+        for record in closed:
+            self.emit("closed", record, reason=record.close_reason)
+
+    # -- events ------------------------------------------------------------------------
+
+    def emit(self, action: str, record: CommRecord, **extra: Any) -> None:
+        data = {
+            "action": action,
+            "kernel_id": record.kernel_id,
+            "comm_id": record.comm_id,
+            "target_name": record.target_name,
+            "origin": record.origin,
+        }
+        data.update({k: v for k, v in extra.items() if v is not None})
+        self.emit_event(data)
+
+    def emit_event(self, data: dict) -> None:
+        if self.event_logger is not None:
+            self.event_logger.emit(schema_id=COMM_EVENT_SCHEMA, data=data)
+
+    def close(self) -> None:
+        """Stop watching every kernel (server shutdown)."""
+        for watcher in self.watchers.values():
+            watcher.close()
+        self.watchers.clear()
+        for task in self._reconciles.values():
+            task.cancel()
+        if self.event_logger is not None:
+            self.event_logger.remove_listener(
+                schema_id=KERNEL_ACTIONS_SCHEMA, listener=self._on_kernel_action
+            )

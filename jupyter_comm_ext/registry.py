@@ -1,0 +1,347 @@
+"""The mirror of every comm the server has seen: pure data, no I/O.
+
+The tap and the kernel watchers feed it facts ("this message went to the kernel"), the
+REST handlers and the culler read it.  Nothing here talks to a kernel or a socket, so
+every rule about how a comm's life is recorded can be tested without either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+#: Directions a comm message can travel, as used in the model's counters.
+TO_KERNEL = "to_kernel"
+FROM_KERNEL = "from_kernel"
+
+#: Why a comm left the open list.
+CLOSED_BY_KERNEL = "closed-by-kernel"
+CLOSED_BY_FRONTEND = "closed-by-frontend"
+KERNEL_RESTARTED = "kernel-restarted"
+FORCE_CLOSED = "force-closed"
+CULLED = "culled"
+
+STATUSES = ("open", "closed", "orphaned", "all")
+ORIGINS = ("kernel", "frontend", "unknown")
+
+
+def isoformat(timestamp: float | None) -> str | None:
+    """Format an epoch timestamp the way jupyter_server formats `last_activity`."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_isoformat(value: object) -> float | None:
+    """Read a timestamp a kernel reported back into epoch seconds (None if unreadable)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+@dataclass(slots=True, eq=False)
+class CommRecord:
+    """What the server knows about one comm.  Slots keep it small: ~10k of them is normal."""
+
+    comm_id: str
+    kernel_id: str
+    target_name: str | None
+    target_module: str | None
+    origin: str
+    session_id: str | None
+    opened_at: float
+    last_activity: float
+    messages_to_kernel: int = 0
+    messages_from_kernel: int = 0
+    bytes_to_kernel: int = 0
+    bytes_from_kernel: int = 0
+    status: str = "open"
+    closed_at: float | None = None
+    close_reason: str | None = None
+    closed_by: str | None = None
+    #: set when a frontend closed the comm: a reconcile that still finds it in the kernel
+    #: turns the record into an orphan.
+    frontend_closed: bool = False
+
+    def count(self, direction: str, nbytes: int, now: float) -> None:
+        """Count one comm message of this comm."""
+        if direction == TO_KERNEL:
+            self.messages_to_kernel += 1
+            self.bytes_to_kernel += nbytes
+        else:
+            self.messages_from_kernel += 1
+            self.bytes_from_kernel += nbytes
+        self.last_activity = now
+
+    def idle_seconds(self, now: float) -> float:
+        return now - self.last_activity
+
+    def to_model(self) -> dict:
+        """The REST model from DESIGN.md."""
+        return {
+            "comm_id": self.comm_id,
+            "kernel_id": self.kernel_id,
+            "target_name": self.target_name,
+            "target_module": self.target_module,
+            "origin": self.origin,
+            "session_id": self.session_id,
+            "opened_at": isoformat(self.opened_at),
+            "last_activity": isoformat(self.last_activity),
+            "messages": {
+                TO_KERNEL: self.messages_to_kernel,
+                FROM_KERNEL: self.messages_from_kernel,
+            },
+            "bytes": {TO_KERNEL: self.bytes_to_kernel, FROM_KERNEL: self.bytes_from_kernel},
+            "status": self.status,
+            "closed_at": isoformat(self.closed_at),
+            "close_reason": self.close_reason,
+            "closed_by": self.closed_by,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CommFilter:
+    """The query filters of `GET /api/comms`, already validated."""
+
+    kernel_id: str | None = None
+    target_name: str | None = None
+    origin: str | None = None
+    min_idle: float | None = None
+    status: str = "open"
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing but the default status was asked for."""
+        return (
+            self.kernel_id is None
+            and self.target_name is None
+            and self.origin is None
+            and self.min_idle is None
+        )
+
+    def matches(self, record: CommRecord, now: float) -> bool:
+        if self.status != "all" and record.status != self.status:
+            return False
+        if self.kernel_id is not None and record.kernel_id != self.kernel_id:
+            return False
+        if self.target_name is not None and record.target_name != self.target_name:
+            return False
+        if self.origin is not None and record.origin != self.origin:
+            return False
+        return self.min_idle is None or record.idle_seconds(now) >= self.min_idle
+
+
+class CommRegistry:
+    """Live comms per kernel, plus a bounded history of closed ones.
+
+    `max_per_kernel` and `max_closed` bound memory: a kernel that opens comms without end
+    stops being tracked past the cap (the caller is told, so it can log), and the oldest
+    closed records fall off the history.
+    """
+
+    def __init__(self, max_per_kernel: int = 50_000, max_closed: int = 1000) -> None:
+        self.max_per_kernel = max_per_kernel
+        self._live: dict[str, dict[str, CommRecord]] = {}
+        self._closed: deque[CommRecord] = deque(maxlen=max_closed)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, comm_id: str, kernel_id: str | None = None) -> CommRecord | None:
+        """A live record by id (any kernel unless one is named), else the newest closed one."""
+        kernels = [kernel_id] if kernel_id is not None else list(self._live)
+        for kid in kernels:
+            record = self._live.get(kid, {}).get(comm_id)
+            if record is not None:
+                return record
+        for record in reversed(self._closed):
+            if record.comm_id == comm_id and kernel_id in (None, record.kernel_id):
+                return record
+        return None
+
+    def kernel_comms(self, kernel_id: str) -> dict[str, CommRecord]:
+        """The live (open or orphaned) comms of one kernel, by id."""
+        return self._live.get(kernel_id, {})
+
+    def kernels(self) -> list[str]:
+        return list(self._live)
+
+    def records(self) -> Iterator[CommRecord]:
+        """Every record: live ones, then closed history."""
+        for comms in self._live.values():
+            yield from comms.values()
+        yield from self._closed
+
+    def query(self, flt: CommFilter, now: float | None = None) -> list[CommRecord]:
+        now = time.time() if now is None else now
+        if flt.status in ("open", "orphaned") and flt.kernel_id is not None:
+            candidates: Iterable[CommRecord] = self.kernel_comms(flt.kernel_id).values()
+        elif flt.status in ("open", "orphaned"):
+            candidates = (r for comms in self._live.values() for r in comms.values())
+        else:
+            candidates = self.records()
+        return [r for r in candidates if flt.matches(r, now)]
+
+    def __len__(self) -> int:
+        return sum(len(comms) for comms in self._live.values())
+
+    # -- writing ---------------------------------------------------------------------
+
+    def add_kernel(self, kernel_id: str) -> None:
+        self._live.setdefault(kernel_id, {})
+
+    def open(
+        self,
+        kernel_id: str,
+        comm_id: str,
+        target_name: str | None,
+        origin: str,
+        *,
+        target_module: str | None = None,
+        session_id: str | None = None,
+        opened_at: float | None = None,
+        now: float | None = None,
+    ) -> CommRecord | None:
+        """Record a comm as open; None when the kernel is at its cap.
+
+        A second `comm_open` for a live id keeps the first record (its counters are the
+        truth so far); the caller counts the message on it.
+        """
+        comms = self._live.setdefault(kernel_id, {})
+        record = comms.get(comm_id)
+        if record is not None:
+            return record
+        if len(comms) >= self.max_per_kernel:
+            return None
+        now = time.time() if now is None else now
+        record = CommRecord(
+            comm_id=comm_id,
+            kernel_id=kernel_id,
+            target_name=target_name,
+            target_module=target_module,
+            origin=origin,
+            session_id=session_id,
+            opened_at=now if opened_at is None else opened_at,
+            last_activity=now,
+        )
+        comms[comm_id] = record
+        return record
+
+    def close(
+        self,
+        record: CommRecord,
+        reason: str,
+        *,
+        closed_by: str | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Move a live record to the closed history."""
+        self._live.get(record.kernel_id, {}).pop(record.comm_id, None)
+        record.status = "closed"
+        record.closed_at = time.time() if now is None else now
+        record.close_reason = reason
+        record.closed_by = closed_by
+        self._closed.append(record)
+
+    def close_kernel(self, kernel_id: str, reason: str) -> list[CommRecord]:
+        """Close every live comm of a kernel (a restart: the kernel forgot them all)."""
+        records = list(self._live.get(kernel_id, {}).values())
+        now = time.time()
+        for record in records:
+            self.close(record, reason, now=now)
+        return records
+
+    def remove_kernel(self, kernel_id: str) -> list[CommRecord]:
+        """Forget a kernel that is gone, its live comms and its history."""
+        records = list(self._live.pop(kernel_id, {}).values())
+        if any(r.kernel_id == kernel_id for r in self._closed):
+            kept = [r for r in self._closed if r.kernel_id != kernel_id]
+            self._closed.clear()
+            self._closed.extend(kept)
+        return records
+
+    def merge(
+        self,
+        kernel_id: str,
+        reported: dict[str, dict],
+        asked_at: float,
+        orphan_before: float | None,
+    ) -> tuple[list[CommRecord], list[CommRecord]]:
+        """Fold a kernel's `comm_info_reply` in; returns (opened, closed) records.
+
+        - a reported comm we do not track is added (origin as the kernel says, if it
+          says, else "unknown"); one a frontend closed before `orphan_before` becomes an
+          orphan: every frontend thinks it gone, the kernel still holds it;
+        - a tracked comm the kernel no longer reports is closed, unless a frontend opened
+          it after we asked or it may still sit unread in the kernel's shell queue.
+        """
+        live = self._live.setdefault(kernel_id, {})
+        opened: list[CommRecord] = []
+        closed: list[CommRecord] = []
+        for comm_id, info in reported.items():
+            if comm_id in live:
+                continue
+            record = self._closed_frontend_record(kernel_id, comm_id, orphan_before)
+            if record is not None:
+                self._closed.remove(record)
+                record.status = "orphaned"
+                live[comm_id] = record
+                continue
+            record = self._adopt(kernel_id, comm_id, info)
+            if record is not None:
+                opened.append(record)
+        for record in list(live.values()):
+            if record.comm_id in reported or record.opened_at >= asked_at:
+                continue
+            if record.status == "orphaned":
+                self.close(record, CLOSED_BY_FRONTEND, now=asked_at)
+            elif record.origin != "frontend":
+                self.close(record, CLOSED_BY_KERNEL, now=asked_at)
+            else:
+                continue
+            closed.append(record)
+        return opened, closed
+
+    def _closed_frontend_record(
+        self, kernel_id: str, comm_id: str, before: float | None
+    ) -> CommRecord | None:
+        if before is None:
+            return None
+        for record in reversed(self._closed):
+            if record.comm_id == comm_id and record.kernel_id == kernel_id:
+                closed_at = record.closed_at or 0.0
+                return record if record.frontend_closed and closed_at <= before else None
+        return None
+
+    def _adopt(self, kernel_id: str, comm_id: str, info: dict) -> CommRecord | None:
+        """Track a comm first heard of from the kernel itself."""
+        origin = info.get("origin")
+        target_module = info.get("target_module")
+        opened_at = parse_isoformat(info.get("opened_at"))
+        record = self.open(
+            kernel_id,
+            comm_id,
+            info.get("target_name") if isinstance(info.get("target_name"), str) else None,
+            origin if origin in ("kernel", "frontend") else "unknown",
+            target_module=target_module if isinstance(target_module, str) else None,
+            opened_at=opened_at,
+        )
+        if record is not None:
+            last_activity = parse_isoformat(info.get("last_activity"))
+            if last_activity is not None:
+                record.last_activity = last_activity
+            messages = info.get("messages")
+            if isinstance(messages, dict):
+                to_kernel, from_kernel = messages.get(TO_KERNEL), messages.get(FROM_KERNEL)
+                if isinstance(to_kernel, int) and isinstance(from_kernel, int):
+                    record.messages_to_kernel = to_kernel
+                    record.messages_from_kernel = from_kernel
+        return record

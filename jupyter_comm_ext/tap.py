@@ -1,0 +1,135 @@
+"""The interposer on kernel websocket connections.
+
+We wrap whatever connection class the server is configured with (the default ZMQ one, the
+gateway's, another extension's) in a subclass that peeks at each frame on its way through
+and then hands it, unchanged, to the original.  The tap never changes a byte, never blocks,
+and never raises into the relay: an error inside it is logged (rate-limited) and swallowed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import protocol
+from .protocol import V1_SUBPROTOCOL, BadFraming, MalformedMessage
+
+if TYPE_CHECKING:
+    from .mirror import CommMirror
+
+
+class RateLimitedLog:
+    """Log a kind of problem at most once per `interval` seconds, counting the rest.
+
+    One client sending garbage in a loop must not flood the server log.
+    """
+
+    def __init__(self, log: Any, interval: float = 10.0) -> None:
+        self.log = log
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, key: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval) < self.interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        suppressed = self._suppressed.pop(key, 0)
+        self._last[key] = now
+        if suppressed:
+            msg += f" ({suppressed} similar messages suppressed)"
+        self.log.warning(msg, *args)
+
+
+class TapMixin:
+    """Mixed in front of a kernel websocket connection class by `tap_connection_class`."""
+
+    comm_mirror: CommMirror  # set on the generated class
+
+    kernel_id: str
+    session_id: str | None
+    websocket_handler: Any
+    log: Any
+
+    @property
+    def is_v1(self) -> bool:
+        handler = self.websocket_handler
+        return getattr(handler, "selected_subprotocol", None) == V1_SUBPROTOCOL
+
+    def connect(self) -> Any:
+        self.comm_mirror.add_connection(self)
+        return super().connect()  # type: ignore[misc]
+
+    def disconnect(self) -> Any:
+        self.comm_mirror.remove_connection(self)
+        return super().disconnect()  # type: ignore[misc]
+
+    def handle_incoming_message(self, incoming_msg: str | bytes) -> None:
+        """Peek at a frontend's frame, relay it, then mirror it if the relay took it."""
+        mirror = self.comm_mirror
+        try:
+            channel, comm = self._read_incoming(incoming_msg)
+        except MalformedMessage as e:
+            if mirror.refuses(e):
+                mirror.problems.warning(
+                    f"refused:{self.kernel_id}",
+                    "Refused a malformed frame from session %s to kernel %s: %s",
+                    self.session_id,
+                    self.kernel_id,
+                    e,
+                )
+                return
+            mirror.problems.warning(
+                f"unread:{self.kernel_id}",
+                "Relayed a frame the comm mirror cannot read (session %s, kernel %s): %s",
+                self.session_id,
+                self.kernel_id,
+                e,
+            )
+            channel, comm = None, None
+        try:
+            super().handle_incoming_message(incoming_msg)  # type: ignore[misc]
+        except Exception as e:
+            # Stock relays raise on frames they cannot parse, and tornado then drops the
+            # websocket: one bad frame would cost the user their connection.
+            mirror.problems.warning(
+                f"relay:{self.kernel_id}",
+                "Dropped a frame the kernel relay could not handle (session %s, kernel %s): %r",
+                self.session_id,
+                self.kernel_id,
+                e,
+            )
+            return
+        if comm is not None and channel in (None, "shell"):
+            mirror.frontend_sent(self, comm)
+
+    def _read_incoming(self, frame: str | bytes) -> tuple[str | None, protocol.CommMessage | None]:
+        if self.is_v1:
+            if not isinstance(frame, bytes):
+                raise BadFraming("text frame on the v1 binary protocol")
+            return protocol.from_ws_v1(frame, protocol.v1_offsets(frame))
+        return protocol.from_ws_legacy(frame, self.comm_mirror.pack)
+
+    def handle_outgoing_message(self, stream: Any, outgoing_msg: Any, *args: Any) -> None:
+        """Relay a kernel message; a malformed one must not kill the ZMQ stream callback.
+
+        pyzmq stops calling a stream's callback after it raises once, which would leave
+        every connected frontend without output until it reconnects.
+        """
+        try:
+            super().handle_outgoing_message(stream, outgoing_msg, *args)  # type: ignore[misc]
+        except Exception as e:
+            self.comm_mirror.problems.warning(
+                f"outgoing:{self.kernel_id}",
+                "Dropped a malformed message from kernel %s: %r",
+                self.kernel_id,
+                e,
+            )
+
+
+def tap_connection_class(cls: type, mirror: CommMirror) -> type:
+    """A subclass of `cls` that mirrors comm traffic into `mirror`."""
+    if issubclass(cls, TapMixin):
+        return cls
+    return type(f"CommTapped{cls.__name__}", (TapMixin, cls), {"comm_mirror": mirror})
