@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from jupyter_server.extension.application import ExtensionApp
 
@@ -18,7 +19,7 @@ class CommExtensionApp(ExtensionApp):
 
     name = "jupyter_comm_ext"
     load_other_extensions = True
-    classes = [CommMirror]
+    classes: ClassVar[list[type]] = [CommMirror]
 
     def initialize_settings(self) -> None:
         serverapp = self.serverapp

@@ -223,7 +223,7 @@ class CommMirror(LoggingConfigurable):
         self.sync_kernels()
         kernel_ids = list(self.watchers) if kernel_ids is None else kernel_ids
         results = await asyncio.gather(*(self.reconcile(k) for k in kernel_ids))
-        return {k: err for k, err in zip(kernel_ids, results) if err}
+        return {k: err for k, err in zip(kernel_ids, results, strict=True) if err}
 
     async def reconcile(self, kernel_id: str) -> str | None:
         """Ask one kernel for its comms and merge the answer; an error message, or None."""

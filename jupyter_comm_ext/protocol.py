@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from jupyter_client.session import DELIM
@@ -132,7 +133,7 @@ def v1_offsets(frame: bytes) -> list[int]:
     offsets = [int.from_bytes(frame[8 * i : 8 * i + 8], "little") for i in range(1, count + 1)]
     if offsets[0] != 8 * (count + 1) or offsets[-1] > size:
         raise BadFraming("v1 frame offsets do not match its size")
-    if any(a > b for a, b in zip(offsets, offsets[1:])):
+    if any(a > b for a, b in pairwise(offsets)):
         raise BadFraming("v1 frame offsets are not in order")
     return offsets
 
@@ -146,7 +147,7 @@ def legacy_offsets(frame: bytes) -> list[int]:
     offsets = [int.from_bytes(frame[4 * i : 4 * i + 4], "big") for i in range(1, count + 1)]
     if offsets[0] != 4 * (count + 1) or offsets[-1] > size:
         raise BadFraming("binary frame offsets do not match its size")
-    if any(a > b for a, b in zip(offsets, offsets[1:])):
+    if any(a > b for a, b in pairwise(offsets)):
         raise BadFraming("binary frame offsets are not in order")
     return offsets
 

@@ -95,7 +95,9 @@ class KernelWS:
             channel, parts = deserialize_msg_from_ws_v1(frame)
             msg = {
                 k: json.loads(p)
-                for k, p in zip(("header", "parent_header", "metadata", "content"), parts)
+                for k, p in zip(
+                    ("header", "parent_header", "metadata", "content"), parts[:4], strict=True
+                )
             }
             msg["buffers"] = parts[4:]
             msg["channel"] = channel
