@@ -107,9 +107,10 @@ class KernelDriver:
         content: dict[str, t.Any],
         buffers: list[bytes] | None = None,
         channel: str = "shell",
+        metadata: dict[str, t.Any] | None = None,
     ) -> str:
         """Send a request like a frontend would; returns its msg_id."""
-        msg = self.session.msg(msg_type, content)
+        msg = self.session.msg(msg_type, content, metadata=metadata)
         if buffers:
             msg["buffers"] = buffers
         getattr(self.kc, f"{channel}_channel").send(msg)
@@ -120,9 +121,10 @@ class KernelDriver:
         msg_type: str,
         content: dict[str, t.Any],
         buffers: list[bytes] | None = None,
+        metadata: dict[str, t.Any] | None = None,
     ) -> list[dict[str, t.Any]]:
         """Send on shell, return the iopub messages it caused (until idle)."""
-        return self.collect(self.send(msg_type, content, buffers))
+        return self.collect(self.send(msg_type, content, buffers, metadata=metadata))
 
     def reply(self, msg_id: str, channel: str = "shell", timeout: float = TIMEOUT) -> dict:
         return self._reply(getattr(self.kc, f"get_{channel}_msg"), msg_id, timeout)
@@ -137,10 +139,13 @@ class KernelDriver:
 
     # frontend-side comm helpers
 
-    def open_comm(self, target_name: str, data: dict | None = None, **extra: t.Any) -> str:
+    def open_comm(
+        self, target_name: str, data: dict | None = None, metadata: dict | None = None
+    ) -> str:
+        """Open a comm from the frontend side; its iopub output is kept in ``last_open``."""
         comm_id = uuid.uuid4().hex
-        content = {"comm_id": comm_id, "target_name": target_name, "data": data or {}, **extra}
-        self._last_open = self.request("comm_open", content)
+        content = {"comm_id": comm_id, "target_name": target_name, "data": data or {}}
+        self.last_open = self.request("comm_open", content, metadata=metadata)
         return comm_id
 
     def comm_msg(

@@ -78,7 +78,7 @@ def test_register_target_answers_frontend_opened_comm(kernel: KernelDriver) -> N
     kernel.execute(REGISTER_TARGET)
     for target in ("my_target", "by_name"):
         comm_id = kernel.open_comm(target, {"hello": 1})
-        assert comm_msgs(kernel._last_open) == [{"status": "ready", "opened_with": {"hello": 1}}]
+        assert comm_msgs(kernel.last_open) == [{"status": "ready", "opened_with": {"hello": 1}}]
         out = kernel.comm_msg(comm_id, {"action": "set_value", "value": 5})
         assert comm_msgs(out) == [{"ok": True, "value": 5}]
         out = kernel.comm_msg(comm_id, {"action": "get_state"})
@@ -90,7 +90,7 @@ def test_register_target_answers_frontend_opened_comm(kernel: KernelDriver) -> N
     # unregister_target: later opens are closed back
     kernel.execute("mgr.unregister_target('my_target', my_target)")
     comm_id = kernel.open_comm("my_target")
-    closes = [m for m in kernel._last_open if m["msg_type"] == "comm_close"]
+    closes = [m for m in kernel.last_open if m["msg_type"] == "comm_close"]
     assert [m["content"]["comm_id"] for m in closes] == [comm_id]
     assert kernel.evaluate(f"{comm_id!r} in mgr.comms") is False
 
