@@ -4,7 +4,7 @@
 """
 
 from .comm import Comm
-from .install import install, load_ipython_extension
+from .installer import install, load_ipython_extension
 from .manager import CommManager
 
 __all__ = ["Comm", "CommManager", "install", "load_ipython_extension"]

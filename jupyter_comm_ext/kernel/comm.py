@@ -225,6 +225,6 @@ def _default_manager() -> CommManager:
     manager = comm.get_comm_manager()
     if isinstance(manager, CommManager):
         return manager
-    from .install import install
+    from .installer import install
 
     return install()

@@ -20,7 +20,7 @@ SETUP = """
 import gc, weakref
 import ipywidgets
 from ipywidgets.widgets.widget import Widget, _instances
-from jupyter_comm_ext.kernel.install import release_widget
+from jupyter_comm_ext.kernel.installer import release_widget
 """
 
 

@@ -81,10 +81,14 @@ def release_widget(comm: t.Any, msg: dict[str, t.Any]) -> None:
 
 
 def _running_ipykernel() -> t.Any:
-    from ipykernel.kernelbase import Kernel
-
-    if not Kernel.initialized():
-        raise RuntimeError("no running ipykernel: pass install(kernel) or CommManager(kernel)")
+    try:
+        from ipykernel.kernelbase import Kernel
+    except ImportError:
+        Kernel = None
+    if Kernel is None or not Kernel.initialized():
+        raise RuntimeError(
+            "no running ipykernel: use install(kernel), or Comm(..., manager=CommManager(kernel))"
+        )
     return Kernel.instance()
 
 
