@@ -6,6 +6,7 @@ import contextlib
 import time
 import typing as t
 import uuid
+from collections import OrderedDict
 from datetime import datetime, timezone
 
 if t.TYPE_CHECKING:
@@ -68,7 +69,7 @@ class Comm:
         self._msg_callback: CommCallback | None = None
         self._close_callback: CommCallback | None = None
         self._reply_subshell_id: str | None = None
-        self._reply_subshell_ids: dict[str, str | None] = {}
+        self._reply_subshell_ids: OrderedDict[str, str | None] = OrderedDict()
         if primary:
             self.open(data, metadata, buffers)
         else:
@@ -154,7 +155,8 @@ class Comm:
         if request_id is not None:
             pending = self._reply_subshell_ids
             if len(pending) >= self._MAX_PENDING_REPLIES:
-                pending.pop(next(iter(pending)), None)
+                with contextlib.suppress(KeyError):  # the router thread may have emptied it
+                    pending.popitem(last=False)
             pending[request_id] = subshell_id
 
     def _reply_subshell_for(self, data: t.Any, default: str | None) -> str | None:

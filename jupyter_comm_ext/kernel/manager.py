@@ -149,6 +149,11 @@ class CommManager:
             manager=self,
         )
         comm.to_kernel = 1
+        stale = self.comms.get(comm.comm_id)
+        if stale is not None:
+            # a repeated id: drop the old object without letting it close the new peer later
+            self.log.warning("comm_open for already open comm %s, replacing it", comm.comm_id)
+            stale._closed = True
         self.register_comm(comm)
         handler = self.targets.get(target_name)  # type: ignore[arg-type]
         if handler is None:

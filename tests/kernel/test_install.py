@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel_driver import KernelDriver, of_type
+from kernel_driver import KernelDriver, of_type, start_kernel
 
 PRE_INSTALL = """
 import comm, ipywidgets, logging
@@ -96,3 +96,20 @@ def test_extension_config_installs_at_startup(kernel: KernelDriver) -> None:
     assert kernel.evaluate("type(c).__module__ == 'jupyter_comm_ext.kernel.comm'")
     assert kernel.evaluate("c.kernel is get_ipython().kernel")
     kernel.execute("c.close()")
+
+
+def test_first_comm_installs_in_a_plain_kernel() -> None:
+    kd = start_kernel()
+    try:
+        out = kd.execute(
+            "import comm\n"
+            "from jupyter_comm_ext.kernel import Comm, CommManager\n"
+            "c = Comm(target_name='auto')"
+        )
+        assert [m["msg_type"] for m in out] == ["execute_input", "comm_open"]
+        assert kd.evaluate(
+            "isinstance(get_ipython().kernel.comm_manager, CommManager)"
+            " and comm.get_comm_manager().get_comm(c.comm_id) is c"
+        )
+    finally:
+        kd.close()

@@ -273,6 +273,48 @@ def test_adopt_foreign_comms_and_targets(host: Host, manager: CommManager) -> No
     assert foreign._closed is True and manager.comms == {} and seen[-1] == "closed"
 
 
+def test_repeated_comm_open_replaces_without_closing_the_new_peer(
+    host: Host, manager: CommManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager.register_target("t", lambda comm, msg: None)
+    opening = _open("same-id", "t", {})
+    manager.comm_open(None, [], host.incoming("comm_open", opening))
+    first = manager.get_comm("same-id")
+    manager.comm_open(None, [], host.incoming("comm_open", opening))
+    assert manager.get_comm("same-id") is not first
+    assert "already open comm same-id" in caplog.text
+    del first
+    gc.collect()
+    assert host.nothing_published()  # the dropped object did not send comm_close
+
+
+def test_callbacks_run_inside_ipython_execute_events(host: Host) -> None:
+    events: list[str] = []
+    host.shell = types.SimpleNamespace(events=types.SimpleNamespace(trigger=events.append))
+    manager = CommManager(host)
+    c = Comm("ev", manager=manager)
+    c.on_msg(lambda m: events.append("callback") or (m["content"]["data"]["fail"] and 1 / 0))
+    for fail in (False, True):
+        msg = host.incoming("comm_msg", {"comm_id": c.comm_id, "data": {"fail": fail}})
+        manager.comm_msg(None, [], msg)
+    # post_execute runs even when the callback raised (ipykernel skips it)
+    assert events == ["pre_execute", "callback", "post_execute"] * 2
+
+
+def test_subshell_reply_table_is_bounded(host: Host, manager: CommManager) -> None:
+    c = Comm("rpc", manager=manager)
+    host.parent = {"header": {"msg_id": "p", "subshell_id": "sub-1"}}
+    for i in range(Comm._MAX_PENDING_REPLIES + 10):
+        c.send({"content": {"id": f"r{i}"}})
+    assert len(c._reply_subshell_ids) == Comm._MAX_PENDING_REPLIES
+    assert "r0" not in c._reply_subshell_ids
+    assert c._reply_subshell_for({"content": {"id": "r1033"}}, None) == "sub-1"
+    assert "r1033" not in c._reply_subshell_ids  # answered once
+    host.parent = {"header": {"msg_id": "q"}}  # then the main shell publishes
+    c.send({})
+    assert c._reply_subshell_for({}, "frontend-choice") == "frontend-choice"
+
+
 def test_register_target_import_strings(manager: CommManager) -> None:
     manager.register_target("dotted", "json.dumps")
     manager.register_target("module", "json")
