@@ -293,7 +293,13 @@ def test_callbacks_run_inside_ipython_execute_events(host: Host) -> None:
     host.shell = types.SimpleNamespace(events=types.SimpleNamespace(trigger=events.append))
     manager = CommManager(host)
     c = Comm("ev", manager=manager)
-    c.on_msg(lambda m: events.append("callback") or (m["content"]["data"]["fail"] and 1 / 0))
+
+    def callback(msg: dict) -> None:
+        events.append("callback")
+        if msg["content"]["data"]["fail"]:
+            raise ValueError("callback failed")
+
+    c.on_msg(callback)
     for fail in (False, True):
         msg = host.incoming("comm_msg", {"comm_id": c.comm_id, "data": {"fail": fail}})
         manager.comm_msg(None, [], msg)
