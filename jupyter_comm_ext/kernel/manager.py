@@ -37,8 +37,9 @@ class CommManager:
         self.targets: dict[str, TargetCallback] = {}
         self._close_hooks: list[CloseHook] = []
         self._adopted_at: dict[str, float] = {}
-        # zmq sockets are not thread-safe; ipykernel's BackgroundSocket is, the lock is cheap.
-        self._send_lock = threading.Lock()
+        # zmq sockets are not thread-safe (ipykernel's BackgroundSocket is); the lock is cheap.
+        # Reentrant: gc may collect a comm, whose __del__ sends, in the middle of a send.
+        self._send_lock = threading.RLock()
 
     @property
     def kernel(self) -> t.Any:
@@ -155,7 +156,7 @@ class CommManager:
             self.log.warning("comm_open for already open comm %s, replacing it", comm.comm_id)
             stale._closed = True
         self.register_comm(comm)
-        handler = self.targets.get(target_name)  # type: ignore[arg-type]
+        handler = self.targets.get(target_name)
         if handler is None:
             self.log.error("No such comm target registered: %s", target_name)
         else:

@@ -253,6 +253,33 @@ def test_garbage_collected_comm_closed(host: Host, manager: CommManager) -> None
     assert (closed["msg_type"], closed["content"]["comm_id"]) == ("comm_close", comm_id)
 
 
+def test_gc_of_a_comm_during_a_send_does_not_deadlock(host: Host) -> None:
+    """Garbage collection can run inside a send; the collected comm's __del__ sends too."""
+
+    class CollectingSocket:
+        def send_multipart(self, frames: list, **kwargs: t.Any) -> None:
+            gc.collect()
+            host.iopub_socket.send_multipart(frames, **kwargs)
+
+    manager = CommManager(types.SimpleNamespace(session=host.session, iopub_socket=None))
+    manager.kernel.iopub_socket = CollectingSocket()
+    gc.disable()  # so the orphan is collected inside the sender's send, not before
+    try:
+        orphan = Comm("orphan", manager=manager)
+        orphan.cycle = orphan  # only gc frees it
+        manager.unregister_comm(orphan)
+        del orphan
+        sender = threading.Thread(target=Comm, args=("sender",), kwargs={"manager": manager})
+        sender.daemon = True
+        sender.start()
+        sender.join(10)
+    finally:
+        gc.enable()
+    assert not sender.is_alive(), "deadlocked"
+    sent = [m["msg_type"] for _, m in host.published(3)]
+    assert sent == ["comm_open", "comm_close", "comm_open"]  # orphan open, its close, sender
+
+
 def test_adopt_foreign_comms_and_targets(host: Host, manager: CommManager) -> None:
     other = comm_package.base_comm.CommManager()
     foreign = types.SimpleNamespace(comm_id="f1", target_name="old", primary=False)
