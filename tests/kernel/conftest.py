@@ -5,7 +5,8 @@ from __future__ import annotations
 import typing as t
 
 import pytest
-from kernel_driver import EXTENSION_ARG, KernelDriver, start_kernel
+
+from .kernel_driver import EXTENSION_ARG, KernelDriver, start_kernel
 
 SETUP = """
 import comm

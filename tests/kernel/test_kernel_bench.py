@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kernel_driver import ROOT
+from .kernel_driver import ROOT
 
 BENCH = ROOT / "bench" / "bench_kernel_dispatch.py"
 

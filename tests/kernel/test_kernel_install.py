@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel_driver import KernelDriver, of_type, start_kernel
+from .kernel_driver import KernelDriver, of_type, start_kernel
 
 PRE_INSTALL = """
 import comm, ipywidgets, logging

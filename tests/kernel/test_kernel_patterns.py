@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 
 from jupyter_client.session import Session
-from kernel_driver import EXTENSION_ARG, KernelDriver, of_type, start_kernel
+
+from .kernel_driver import EXTENSION_ARG, KernelDriver, of_type, start_kernel
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 

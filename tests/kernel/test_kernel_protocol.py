@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel_driver import KernelDriver, of_type
+from .kernel_driver import KernelDriver, of_type
 
 CAPTURE = """
 import gc, logging, threading

@@ -8,7 +8,7 @@ otherwise to the subshell the frontend chose.
 
 from __future__ import annotations
 
-from kernel_driver import KernelDriver
+from .kernel_driver import KernelDriver
 
 
 def run_in_subshell(kd: KernelDriver, subshell_id: str, code: str) -> None:

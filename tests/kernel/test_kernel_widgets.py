@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernel_driver import KernelDriver
+from .kernel_driver import KernelDriver
 
 
 def slider_open(out: list[dict]) -> dict:

@@ -1,0 +1,1 @@
+"""Kernel-side tests (a package, so this conftest never shadows tests/conftest.py)."""
