@@ -28,12 +28,13 @@ def install(kernel: t.Any = None) -> CommManager:
     global _manager
     if kernel is None:
         kernel = _running_ipykernel()
-    manager = getattr(kernel, "comm_manager", None)
-    if not isinstance(manager, CommManager):
+    current = getattr(kernel, "comm_manager", None)
+    if isinstance(current, CommManager):
+        manager = current
+    else:
         manager = CommManager(kernel, log=_kernel_log(kernel))
-        previous = getattr(kernel, "comm_manager", None)
-        if previous is not None:
-            manager.adopt(previous)
+        if current is not None:
+            manager.adopt(current)
         manager.on_external_close(release_widget)
         kernel.comm_manager = manager
     for msg_type in COMM_MSG_TYPES:
