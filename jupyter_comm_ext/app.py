@@ -9,6 +9,7 @@ from jupyter_server.extension.application import ExtensionApp
 
 from .handlers import handlers
 from .mirror import CommMirror
+from .page import page_handlers
 from .tap import tap_connection_class
 
 HERE = Path(__file__).parent
@@ -38,7 +39,7 @@ class CommExtensionApp(ExtensionApp):
         self.mirror.sync_kernels()
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(handlers)
+        self.handlers.extend([*handlers, *page_handlers])
 
     async def stop_extension(self) -> None:
         self.mirror.close()
