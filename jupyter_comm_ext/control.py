@@ -7,10 +7,18 @@ kernel's own comm code (`comm_close`, so `on_close` callbacks run) go on shell.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from queue import Empty
 from typing import Any
+
+from jupyter_client.jsonutil import json_default
+from jupyter_client.session import Session
+from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
+
+from .protocol import V1_SUBPROTOCOL
 
 
 class KernelUnreachable(RuntimeError):
@@ -27,8 +35,14 @@ class CommInfo:
 
 
 async def _request(km: Any, channel: str, msg_type: str, content: dict, timeout: float) -> dict:
-    """Send one request and wait for its reply on a short-lived client."""
-    client = km.client()
+    """Send one request and wait for its reply on a short-lived client.
+
+    The client gets a Session of its own: clients made by `km.client()` share the kernel
+    manager's, and with it their socket identity, so the kernel would route our reply and
+    another client's to whichever of the two it saw last.
+    """
+    session = Session(key=km.session.key, signature_scheme=km.session.signature_scheme)
+    client = km.client(session=session)
     client.start_channels(
         shell=channel == "shell", iopub=False, stdin=False, hb=False, control=channel == "control"
     )
@@ -64,3 +78,37 @@ async def request_comm_info(km: Any, timeout: float) -> CommInfo:
         comms={k: v for k, v in comms.items() if isinstance(k, str) and isinstance(v, dict)},
         asked_at=asked_at,
     )
+
+
+def send_comm_close(km: Any, comm_id: str) -> None:
+    """Tell the kernel, on its main shell, that a comm is closed: its on_close callbacks run.
+
+    Sent without a subshell id, so it reaches the main shell even when the frontend used a
+    subshell that is gone.  The socket lingers, so closing it right away still delivers.
+    """
+    stream = km.connect_shell()
+    try:
+        km.session.send(stream.socket, "comm_close", {"comm_id": comm_id, "data": {}})
+    finally:
+        stream.close()
+
+
+def comm_close_for_frontends(key: bytes, kernel_session: str | None, comm_id: str) -> dict:
+    """A `comm_close` as the kernel would publish it on IOPub.
+
+    @jupyterlab/services drops comm messages whose header session is not the kernel's, so
+    it must carry the kernel's session id.
+    """
+    session = Session(key=key, session=kernel_session or "", username="kernel")
+    return session.msg("comm_close", {"comm_id": comm_id, "data": {}})
+
+
+def write_to_frontend(connection: Any, msg: dict, pack: Callable[[Any], bytes]) -> None:
+    """Send an IOPub message down one frontend's websocket, in the protocol it speaks."""
+    handler = connection.websocket_handler
+    if handler is None or handler.ws_connection is None:
+        return
+    if handler.selected_subprotocol == V1_SUBPROTOCOL:
+        handler.write_message(serialize_msg_to_ws_v1(msg, "iopub", pack), binary=True)
+    else:
+        handler.write_message(json.dumps(dict(msg, channel="iopub"), default=json_default))

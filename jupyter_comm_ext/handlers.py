@@ -16,6 +16,7 @@ AUTH_RESOURCE = "comms"
 FILTERS = ("kernel_id", "target_name", "origin", "min_idle", "status")
 #: query arguments jupyter_server itself reads, allowed on every route
 SERVER_ARGUMENTS = ("token", "_xsrf")
+MAX_ID_LENGTH = 256
 
 
 class CommsBaseHandler(APIHandler):
@@ -61,6 +62,8 @@ class CommsBaseHandler(APIHandler):
                 min_idle = -1.0
             if not 0 <= min_idle < float("inf"):
                 raise web.HTTPError(400, "min_idle must be a number of seconds >= 0")
+        if args["kernel_id"] is not None and args["kernel_id"] not in self.kernel_manager:
+            raise web.HTTPError(404, f"no kernel with id {args['kernel_id']!r}")
         return CommFilter(
             kernel_id=args["kernel_id"],
             target_name=args["target_name"],
@@ -68,6 +71,15 @@ class CommsBaseHandler(APIHandler):
             min_idle=min_idle,
             status=status,
         )
+
+    @property
+    def username(self) -> str | None:
+        user = self.current_user
+        return getattr(user, "username", None) or getattr(user, "name", None)
+
+    async def force_close(self, records: list[CommRecord]) -> list[CommRecord]:
+        """Close each record; the ones whose kernel went away meanwhile are left out."""
+        return [r for r in records if await self.mirror.force_close(r, username=self.username)]
 
     async def refresh_if_asked(self, kernel_ids: list[str] | None = None) -> None:
         if self.flag("refresh"):
@@ -95,6 +107,19 @@ class CommsHandler(CommsBaseHandler):
         await self.refresh_if_asked(kernel_ids)
         self.write_models(self.mirror.registry.query(flt))
 
+    @web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        """Force-close every open (or orphaned) comm that matches; never all by accident."""
+        self.check_arguments(FILTERS)
+        flt = self.comm_filter()
+        if flt.is_empty:
+            raise web.HTTPError(400, "closing comms in bulk needs at least one filter")
+        if flt.status not in ("open", "orphaned"):
+            raise web.HTTPError(400, "only open or orphaned comms can be closed")
+        self.mirror.sync_kernels()
+        self.write_models(await self.force_close(self.mirror.registry.query(flt)))
+
 
 class CommHandler(CommsBaseHandler):
     """`/api/comms/{comm_id}`: one comm."""
@@ -106,7 +131,23 @@ class CommHandler(CommsBaseHandler):
         await self.refresh_if_asked()
         self.write_models(self.find(comm_id))
 
+    @web.authenticated
+    @authorized
+    async def delete(self, comm_id: str) -> None:
+        """Force-close one comm: 204, or 404 if unknown or already closed."""
+        self.check_arguments(())
+        self.mirror.sync_kernels()
+        record = self.find(comm_id)
+        if record.status == "closed":
+            raise web.HTTPError(404, f"comm {comm_id!r} is already closed")
+        if not await self.force_close([record]):
+            raise web.HTTPError(404, f"the kernel of comm {comm_id!r} is gone")
+        self.set_status(204)
+        self.finish()
+
     def find(self, comm_id: str) -> CommRecord:
+        if len(comm_id) > MAX_ID_LENGTH or not comm_id.isprintable():
+            raise web.HTTPError(400, "comm ids are at most 256 printable characters")
         record = self.mirror.registry.get(comm_id)
         if record is None:
             raise web.HTTPError(404, f"no comm with id {comm_id!r}")

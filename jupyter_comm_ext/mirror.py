@@ -16,7 +16,14 @@ from traitlets import Bool, Float, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import registry as reg
-from .control import CommInfo, KernelUnreachable, request_comm_info
+from .control import (
+    CommInfo,
+    KernelUnreachable,
+    comm_close_for_frontends,
+    request_comm_info,
+    send_comm_close,
+    write_to_frontend,
+)
 from .protocol import BadFraming, CommMessage, InvalidUnicode, MalformedMessage
 from .registry import CommRecord, CommRegistry
 from .tap import RateLimitedLog
@@ -157,19 +164,35 @@ class CommMirror(LoggingConfigurable):
 
     # -- kernels -----------------------------------------------------------------------
 
-    def ensure_watched(self, kernel_id: str, *, from_start: bool = False) -> None:
-        """Start watching a kernel; one we did not see start is reconciled with first."""
+    def ensure_watched(self, kernel_id: str) -> None:
+        """Start watching a kernel, then reconcile once the subscription is live.
+
+        Whatever the kernel did before (comms opened before the server watched it, or in
+        the moment the subscription took) is learnt from the kernel itself.
+        """
         if kernel_id in self.watchers or kernel_id not in self.kernel_manager:
             return
         km = self.kernel_manager.get_kernel(kernel_id)
         self.watchers[kernel_id] = KernelWatcher(
-            kernel_id, km, self.iopub_topics, self.kernel_sent, self._kernel_problem
+            kernel_id,
+            km,
+            self.iopub_topics,
+            self.kernel_sent,
+            self._kernel_problem,
         )
         self.registry.add_kernel(kernel_id)
         km.add_restart_callback(lambda: self.kernel_restarted(kernel_id), "restart")
         km.add_restart_callback(lambda: self.forget_kernel(kernel_id, "died"), "dead")
-        if not from_start:
-            self._reconciles[kernel_id] = asyncio.ensure_future(self.reconcile(kernel_id))
+        self._first_contact(kernel_id)
+
+    def _first_contact(self, kernel_id: str) -> None:
+        """Once subscribed, learn from the kernel what happened before we were."""
+
+        async def first_contact() -> None:
+            await self.watchers[kernel_id].subscribed(self.reconcile_timeout)
+            await self.reconcile(kernel_id)
+
+        self._reconciles[kernel_id] = asyncio.ensure_future(first_contact())
 
     def _kernel_problem(self, kernel_id: str, error: Exception) -> None:
         self.problems.warning(
@@ -207,14 +230,26 @@ class CommMirror(LoggingConfigurable):
             return
         kernel_id, action = data.get("kernel_id"), data.get("action")
         if action == "start":
-            self.ensure_watched(kernel_id, from_start=True)
+            await self._wait_registered(kernel_id)
+            self.ensure_watched(kernel_id)
         elif action == "restart":
             self.kernel_restarted(kernel_id)
             watcher = self.watchers.get(kernel_id)
             if watcher is not None:
                 watcher.connect()
+                self._first_contact(kernel_id)
         elif action == "shutdown":
             self.forget_kernel(kernel_id, "shutdown")
+
+    async def _wait_registered(self, kernel_id: str) -> None:
+        """Wait (bounded) until a starting kernel is in the kernel manager.
+
+        The start event fires before the kernel manager lists the kernel (it does once the
+        kernel is ready); watching must begin then, before any code can open a comm.
+        """
+        deadline = time.monotonic() + self.kernel_manager.kernel_info_timeout
+        while kernel_id not in self.kernel_manager and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     # -- reconcile ---------------------------------------------------------------------
 
@@ -247,6 +282,60 @@ class CommMirror(LoggingConfigurable):
             self.emit("opened", record)
         for record in closed:
             self.emit("closed", record, reason=record.close_reason)
+
+    # -- force-close -------------------------------------------------------------------
+
+    async def force_close(
+        self, record: CommRecord, reason: str = reg.FORCE_CLOSED, username: str | None = None
+    ) -> bool:
+        """Close a comm on both sides, whether or not a frontend is connected.
+
+        False if its kernel is gone (then so is the record).
+
+        The record is closed first, before any await, so a concurrent request finds it
+        closed.  Then the kernel gets `comm_close` on its main shell (so its on_close
+        callbacks run) and every connected frontend gets one on IOPub in the kernel's name.
+        """
+        kernel_id, comm_id = record.kernel_id, record.comm_id
+        if kernel_id not in self.kernel_manager:
+            self.forget_kernel(kernel_id, "died")
+            return False
+        km = self.kernel_manager.get_kernel(kernel_id)
+        self.registry.close(record, reason, closed_by=username)
+        self.emit(
+            "culled" if reason == reg.CULLED else "force_closed",
+            record,
+            reason=reason,
+            username=username,
+        )
+        try:
+            send_comm_close(km, comm_id)
+        except Exception as e:  # a kernel dying under us: the mirror is already right
+            self.log.warning("Could not send comm_close to kernel %s: %r", kernel_id, e)
+        msg = comm_close_for_frontends(
+            km.session.key, await self.kernel_session(kernel_id), comm_id
+        )
+        for connection in list(self.connections.get(kernel_id, ())):
+            try:
+                write_to_frontend(connection, msg, self.pack)
+            except Exception as e:
+                self.log.warning("Could not tell a frontend of kernel %s: %r", kernel_id, e)
+        return True
+
+    async def kernel_session(self, kernel_id: str) -> str | None:
+        """The kernel's Session id: learnt from its messages, else asked on control."""
+        watcher = self.watchers.get(kernel_id)
+        if watcher is not None and watcher.kernel_session:
+            return watcher.kernel_session
+        try:
+            km = self.kernel_manager.get_kernel(kernel_id)
+            info = await request_comm_info(km, self.reconcile_timeout)
+        except (KernelUnreachable, KeyError, RuntimeError) as e:
+            self.log.warning("Kernel %s did not tell its session id: %s", kernel_id, e)
+            return None
+        if watcher is not None:
+            watcher.kernel_session = info.kernel_session
+        return info.kernel_session
 
     # -- events ------------------------------------------------------------------------
 

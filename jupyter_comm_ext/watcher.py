@@ -8,10 +8,12 @@ under, so libzmq filters every other message out before it reaches the server.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
+import zmq.asyncio
 
 from .protocol import CommMessage, from_zmq
 
@@ -36,6 +38,7 @@ class KernelWatcher:
         #: sends to frontends on the kernel's behalf must carry it.
         self.kernel_session: str | None = None
         self.stream: Any = None
+        self.monitor: Any = None
         self.connect()
 
     def connect(self) -> None:
@@ -47,6 +50,30 @@ class KernelWatcher:
             stream.socket.setsockopt(zmq.SUBSCRIBE, topic)
         stream.on_recv(self._on_recv)
         self.stream = stream
+        # Subscribing is asynchronous: whatever the kernel publishes before the handshake
+        # is lost to us. `subscribed()` tells when it is done.
+        self.monitor = stream.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+
+    async def subscribed(self, timeout: float) -> bool:
+        """Wait (bounded) for the subscription's handshake; False on timeout."""
+        monitor = self.monitor
+        if not isinstance(monitor, zmq.asyncio.Socket):  # a kernel manager without asyncio
+            self._close_monitor()
+            return True
+        try:
+            await asyncio.wait_for(monitor.recv_multipart(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._close_monitor()
+
+    def _close_monitor(self) -> None:
+        if self.monitor is not None:
+            if self.stream is not None and not self.stream.closed():
+                self.stream.socket.disable_monitor()
+            self.monitor.close(linger=0)
+            self.monitor = None
 
     def _on_recv(self, msg_list: list[bytes]) -> None:
         # Never raise: pyzmq stops calling a stream's callback after it raises once.
@@ -60,6 +87,7 @@ class KernelWatcher:
             self.on_problem(self.kernel_id, e)
 
     def close(self) -> None:
+        self._close_monitor()
         if self.stream is not None and not self.stream.closed():
             self.stream.close()
         self.stream = None

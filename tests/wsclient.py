@@ -148,6 +148,33 @@ class KernelWS:
         assert reply["content"]["status"] == "ok", reply["content"]
         return reply
 
+    async def evaluate(self, expression: str, timeout: float = 30) -> str:
+        """The repr of an expression evaluated in the kernel (via user_expressions)."""
+        req = await self.send(
+            "execute_request",
+            {
+                "code": "",
+                "silent": True,
+                "store_history": False,
+                "user_expressions": {"x": expression},
+                "allow_stdin": False,
+            },
+        )
+        msg_id = req["header"]["msg_id"]
+        reply = await self.recv(lambda m: _reply_to(m, msg_id, "execute_reply"), timeout)
+        result = reply["content"]["user_expressions"]["x"]
+        assert result["status"] == "ok", result
+        return result["data"]["text/plain"]
+
+    async def eventually(self, expression: str, timeout: float = 20) -> None:
+        """Wait until an expression is true in the kernel: messages from other sockets
+        (the server's own) may be handled in any order relative to this client's."""
+        deadline = time.monotonic() + timeout
+        while await self.evaluate(expression) != "True":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{expression} still false after {timeout}s")
+            await asyncio.sleep(0.1)
+
     def close(self) -> None:
         self.ws.close()
 
