@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from jupyter_server.extension.application import ExtensionApp
 
+from .culler import CommCuller
 from .handlers import handlers
 from .mirror import CommMirror
 from .page import page_handlers
@@ -20,7 +21,7 @@ class CommExtensionApp(ExtensionApp):
 
     name = "jupyter_comm_ext"
     load_other_extensions = True
-    classes: ClassVar[list[type]] = [CommMirror]
+    classes: ClassVar[list[type]] = [CommMirror, CommCuller]
 
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
@@ -35,11 +36,17 @@ class CommExtensionApp(ExtensionApp):
         self.settings["kernel_websocket_connection_class"] = tap_connection_class(
             self.settings["kernel_websocket_connection_class"], self.mirror
         )
+        self.culler = CommCuller(parent=self, mirror=self.mirror)
         # Kernels started before this extension loaded are reconciled on first contact.
         self.mirror.sync_kernels()
+
+    async def _start_jupyter_server_extension(self, serverapp: object) -> None:
+        """Runs once the server's event loop does."""
+        self.culler.start()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend([*handlers, *page_handlers])
 
     async def stop_extension(self) -> None:
+        self.culler.stop()
         self.mirror.close()

@@ -143,6 +143,10 @@ class CommMirror(LoggingConfigurable):
             self.emit("opened", record)
         if record is None:
             return
+        if comm.msg_type == "comm_open" and record.origin == "unknown":
+            # adopted from a comm_info_reply a moment before its comm_open arrived
+            record.origin = "kernel" if direction == reg.FROM_KERNEL else "frontend"
+            record.target_module = comm.target_module
         record.count(direction, comm.nbytes, now)
         if comm.msg_type == "comm_close":
             if direction == reg.TO_KERNEL:
@@ -274,8 +278,12 @@ class CommMirror(LoggingConfigurable):
 
     def merge(self, kernel_id: str, info: CommInfo, idle: bool) -> None:
         watcher = self.watchers.get(kernel_id)
-        if watcher is not None and info.kernel_session:
-            watcher.kernel_session = info.kernel_session
+        if watcher is not None:
+            # Comm messages already received go first, so what they say about a comm
+            # (who opened it) is not lost to an adoption as "unknown".
+            watcher.flush()
+            if info.kernel_session:
+                watcher.kernel_session = info.kernel_session
         orphan_before = info.asked_at - self.orphan_grace if idle else None
         opened, closed = self.registry.merge(kernel_id, info.comms, info.asked_at, orphan_before)
         for record in opened:

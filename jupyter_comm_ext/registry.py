@@ -174,6 +174,14 @@ class CommRegistry:
     def kernels(self) -> list[str]:
         return list(self._live)
 
+    def live_records(self) -> list[CommRecord]:
+        """Every open or orphaned record, as a list (callers may close as they go)."""
+        return [r for comms in self._live.values() for r in comms.values()]
+
+    def kernels_with_frontend_closes(self) -> list[str]:
+        """Kernels with comms a frontend closed: where orphans may hide."""
+        return sorted({r.kernel_id for r in self._closed if r.frontend_closed})
+
     def records(self) -> Iterator[CommRecord]:
         """Every record: live ones, then closed history."""
         for comms in self._live.values():
@@ -185,7 +193,7 @@ class CommRegistry:
         if flt.status in ("open", "orphaned") and flt.kernel_id is not None:
             candidates: Iterable[CommRecord] = self.kernel_comms(flt.kernel_id).values()
         elif flt.status in ("open", "orphaned"):
-            candidates = (r for comms in self._live.values() for r in comms.values())
+            candidates = self.live_records()
         else:
             candidates = self.records()
         return [r for r in candidates if flt.matches(r, now)]

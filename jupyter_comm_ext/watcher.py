@@ -86,6 +86,11 @@ class KernelWatcher:
         except Exception as e:
             self.on_problem(self.kernel_id, e)
 
+    def flush(self) -> None:
+        """Handle the messages the socket already holds, now."""
+        if self.stream is not None and not self.stream.closed():
+            self.stream.flush()
+
     def close(self) -> None:
         self._close_monitor()
         if self.stream is not None and not self.stream.closed():

@@ -1,0 +1,115 @@
+"""Closing stale comms on a schedule, configured like jupyter_server's kernel culler."""
+
+from __future__ import annotations
+
+import time
+
+from tornado.ioloop import PeriodicCallback
+from traitlets import Bool, Instance, Int, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from .mirror import CommMirror
+from .registry import CULLED, CommRecord
+
+
+class CommCuller(LoggingConfigurable):
+    """Force-closes comms idle for too long, and comms every frontend has let go of."""
+
+    cull_idle_timeout = Int(
+        0,
+        config=True,
+        help="""Close comms with no message in either direction for this many seconds.
+        0 (the default) culls no comm for being idle.""",
+    )
+
+    cull_interval = Int(
+        300,
+        config=True,
+        help="Seconds between two passes of the culler.",
+    )
+
+    cull_connected = Bool(
+        False,
+        config=True,
+        help="""Also cull idle comms of kernels that have a frontend connected. Off by
+        default: a widget on an open page may be idle and still wanted.""",
+    )
+
+    cull_targets = List(
+        Unicode(),
+        config=True,
+        help="Only cull comms with these target names (empty: every target).",
+    )
+
+    cull_exclude_targets = List(
+        Unicode(),
+        default_value=["jupyter.widget.control"],
+        config=True,
+        help="Never cull comms with these target names.",
+    )
+
+    cull_orphaned = Bool(
+        True,
+        config=True,
+        help="""Finish closing orphans: comms a frontend closed that the kernel still holds
+        (a close lost on a kernel subshell, say). Each pass asks the kernels that had comms
+        closed by a frontend which comms they still hold.""",
+    )
+
+    mirror = Instance(CommMirror)
+
+    _callback: PeriodicCallback | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cull_idle_timeout > 0 or self.cull_orphaned
+
+    def start(self) -> None:
+        if not self.enabled or self._callback is not None:
+            return
+        self.log.info(
+            "Culling comms idle for %ss (0: never) and orphaned comms (%s), every %ss",
+            self.cull_idle_timeout,
+            self.cull_orphaned,
+            self.cull_interval,
+        )
+        self._callback = PeriodicCallback(self.cull, 1000 * self.cull_interval)
+        self._callback.start()
+
+    def stop(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    async def cull(self) -> list[CommRecord]:
+        """One pass; returns the comms it closed."""
+        mirror = self.mirror
+        mirror.sync_kernels()
+        if self.cull_orphaned:
+            kernels = mirror.registry.kernels_with_frontend_closes()
+            if kernels:
+                await mirror.refresh(kernels)
+        now = time.time()
+        candidates = [r for r in mirror.registry.live_records() if self.should_cull(r, now)]
+        culled = []
+        for record in candidates:
+            if record.status != "closed" and await mirror.force_close(record, reason=CULLED):
+                self.log.info(
+                    "Culled comm %s (%s) of kernel %s",
+                    record.comm_id,
+                    record.target_name,
+                    record.kernel_id,
+                )
+                culled.append(record)
+        return culled
+
+    def should_cull(self, record: CommRecord, now: float) -> bool:
+        if record.status == "orphaned":
+            return self.cull_orphaned
+        if self.cull_idle_timeout <= 0 or record.idle_seconds(now) < self.cull_idle_timeout:
+            return False
+        if record.target_name in self.cull_exclude_targets:
+            return False
+        if self.cull_targets and record.target_name not in self.cull_targets:
+            return False
+        return self.cull_connected or not self.mirror.connections.get(record.kernel_id)
