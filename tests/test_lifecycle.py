@@ -1,0 +1,121 @@
+"""Kernel lives: shutdown forgets, restart closes, reconcile adopts what the mirror missed."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from conftest import wait_for
+from test_admin import extension
+from wsclient import KernelWS, comm_msgs
+
+OPEN = "from comm import create_comm; cs = [create_comm(target_name='t') for _ in range(2)]"
+
+
+async def open_comms(jp_ws_fetch, fetch_json, kernel_id, protocol="v1"):
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, protocol)
+    await ws.execute(OPEN)
+    await wait_for(lambda: _open_count(fetch_json, kernel_id, 2), what="2 comms")
+    return ws
+
+
+async def _open_count(fetch_json, kernel_id, n):
+    return len(await fetch_json("api", "comms", params={"kernel_id": kernel_id})) == n
+
+
+async def test_shutdown_forgets_the_kernels_comms(jp_fetch, fetch_json, jp_ws_fetch, start_kernel):
+    kernel_id = await start_kernel()
+    other = await start_kernel()
+    ws = await open_comms(jp_ws_fetch, fetch_json, kernel_id)
+    ws_other = await open_comms(jp_ws_fetch, fetch_json, other)
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    models = await fetch_json("api", "comms", params={"status": "all"})
+    assert {m["kernel_id"] for m in models} == {other}
+    r = await _code(jp_fetch, "api", "kernels", kernel_id, "comms")
+    assert r == 404
+    ws.close()
+    ws_other.close()
+
+
+async def _code(fetch, *parts, **kwargs):
+    from tornado.httpclient import HTTPClientError
+
+    try:
+        return (await fetch(*parts, **kwargs)).code
+    except HTTPClientError as e:
+        return e.code
+
+
+async def test_rest_restart_closes_comms(jp_fetch, fetch_json, jp_ws_fetch, start_kernel):
+    kernel_id = await start_kernel()
+    ws = await open_comms(jp_ws_fetch, fetch_json, kernel_id, "legacy")
+    await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="{}")
+    assert await fetch_json("api", "comms") == []
+    closed = await fetch_json("api", "comms", params={"status": "closed"})
+    assert [m["close_reason"] for m in closed] == ["kernel-restarted"] * 2
+    # the mirror follows the restarted kernel
+    ws.close()
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
+    await ws.execute(OPEN)
+    await wait_for(lambda: _open_count(fetch_json, kernel_id, 2), what="comms after restart")
+    ws.close()
+
+
+async def test_auto_restart_after_the_kernel_dies(
+    jp_serverapp, fetch_json, jp_ws_fetch, start_kernel
+):
+    kernel_id = await start_kernel()
+    ws = await open_comms(jp_ws_fetch, fetch_json, kernel_id)
+    km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
+    pid = km.provisioner.process.pid
+    os.kill(pid, signal.SIGKILL)
+    await wait_for(lambda: _open_count(fetch_json, kernel_id, 0), timeout=30, what="closed")
+    closed = await fetch_json("api", "comms", params={"status": "closed"})
+    assert {m["close_reason"] for m in closed} == {"kernel-restarted"}
+    # after the automatic restart, new comms are mirrored again
+    await wait_for(
+        lambda: km.provisioner.process and km.provisioner.process.pid != pid,
+        timeout=30,
+        what="restarted",
+    )
+    ws.close()
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
+    await ws.execute(OPEN)
+    await wait_for(
+        lambda: _open_count(fetch_json, kernel_id, 2), timeout=30, what="comms after auto-restart"
+    )
+    ws.close()
+
+
+async def test_refresh_adopts_comms_opened_before_the_mirror_watched(
+    jp_serverapp, fetch_json, jp_ws_fetch, start_kernel
+):
+    kernel_id = await start_kernel()
+    mirror = extension(jp_serverapp).mirror
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
+    await ws.execute("x = 1")
+    mirror.forget_kernel(kernel_id, "test")  # as if the server had just loaded us
+    await ws.execute(OPEN)
+    # one request: the refresh watches the kernel and waits for its answer
+    models = await fetch_json("api", "comms", params={"refresh": "1"})
+    assert [m["origin"] for m in models] == ["unknown", "unknown"]
+    assert {m["target_name"] for m in models} == {"t"}
+    ws.close()
+
+
+async def test_first_contact_with_a_running_kernel_reconciles(
+    jp_serverapp, fetch_json, jp_ws_fetch, start_kernel
+):
+    kernel_id = await start_kernel()
+    mirror = extension(jp_serverapp).mirror
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
+    mirror.forget_kernel(kernel_id, "test")
+    await ws.execute(OPEN)
+    # the next look at the kernels finds one not watched, watches it and asks it
+    models = await wait_for(lambda: fetch_json("api", "comms"), what="adopted")
+    assert [m["origin"] for m in models] == ["unknown", "unknown"]
+    # and from then on follows it
+    await ws.execute("cs[0].close()")
+    await ws.recv(comm_msgs(ws, "comm_close"))
+    await wait_for(lambda: _open_count(fetch_json, kernel_id, 1), what="one closed")
+    ws.close()
