@@ -137,3 +137,32 @@ async def test_each_message_counted_once_with_three_frontends(
     assert model["messages"] == {"to_kernel": 0, "from_kernel": 3}
     for ws in frontends:
         ws.close()
+
+
+async def test_ipywidgets_slider_counts_move(fetch_json, jp_ws_fetch, start_kernel):
+    kernel_id = await start_kernel()
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
+    await ws.execute("import ipywidgets; s = ipywidgets.IntSlider(value=1)")
+    opened = await ws.recv(
+        lambda m: (
+            comm_msgs(ws, "comm_open")(m)
+            and m["content"]["data"]["state"]["_model_name"] == "IntSliderModel"
+        )
+    )
+    comm_id = opened["content"]["comm_id"]
+    before = await wait_for(lambda: _messages_seen(fetch_json, comm_id, 0), what="slider")
+    assert before["target_name"] == "jupyter.widget"
+    for value in (5, 6, 7):
+        await ws.send(
+            "comm_msg",
+            {
+                "comm_id": comm_id,
+                "data": {"method": "update", "state": {"value": value}, "buffer_paths": []},
+            },
+        )
+    await ws.eventually("s.value == 7")
+    after = await wait_for(lambda: _messages_seen(fetch_json, comm_id, 3), what="3 updates")
+    assert after["bytes"]["to_kernel"] > before["bytes"]["to_kernel"]
+    # the kernel answers each update with an echo_update, counted once each
+    await wait_for(lambda: _messages_seen(fetch_json, comm_id, 3, 4), what="echoes")
+    ws.close()
