@@ -62,6 +62,10 @@ function el(tag, props = {}, ...children) {
 }
 
 function fillOptions(select, allLabel, options) {
+  // Rebuilt only on change, so a refresh does not close a drop-down someone has open.
+  const signature = JSON.stringify(options);
+  if (select.dataset.signature === signature) return;
+  select.dataset.signature = signature;
   const current = select.value;
   select.replaceChildren(el("option", { value: "", text: allLabel }));
   for (const [value, label] of options) select.append(el("option", { value, text: label }));
@@ -82,6 +86,7 @@ export class CommTable {
     this.readOnly = false;
     this.sort = { key: "idle", descending: true };
     this.page = 0;
+    this.pageRows = [];
     this.selected = new Set();
     this.byId = new Map();
 
