@@ -6,7 +6,7 @@ const token = new URLSearchParams(window.location.search).get("token");
 /** How far the server's clock is ahead of ours (ms), from the Date header of its answers. */
 let clockSkew = 0;
 
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(status, message) {
     super(message);
     this.status = status;

@@ -24,7 +24,6 @@ export class Live {
   constructor(refresh, onStatus) {
     this.refresh = refresh;
     this.onStatus = onStatus;
-    this.socket = null;
     this.streaming = false;
     this.reachable = true;
     this.backoff = 1000;
@@ -81,7 +80,6 @@ export class Live {
 
   connect() {
     const socket = new WebSocket(eventsUrl());
-    this.socket = socket;
     socket.addEventListener("open", () => {
       this.streaming = true;
       this.backoff = 1000;

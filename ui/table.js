@@ -20,11 +20,11 @@ const COLUMNS = [
 ];
 
 /** Epoch ms of a server timestamp (microseconds trimmed: Date.parse only promises ms). */
-export function parseTime(iso) {
+function parseTime(iso) {
   return iso ? Date.parse(iso.replace(/(\.\d{3})\d+/, "$1")) : NaN;
 }
 
-export function duration(ms) {
+function duration(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
