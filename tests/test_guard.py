@@ -1,0 +1,864 @@
+"""The guard (issue 8): one malformed frame must not hang the server or silence a kernel.
+
+Each case runs against a real server with the extension (it survives: `/api/status` answers,
+the websocket stays open, later traffic is relayed and still mirrored) and against a stock
+jupyter_server without it, which documents what the guard protects against.
+
+Inputs that can hang a server or make it allocate gigabytes are only ever sent to a server
+in a subprocess whose address space is capped (`RLIMIT_AS`), never to the in-process test
+server: without the guard they would take the test run down with them. That covers the
+stock server of every case and the guarded server of the framing cases and the generated
+frames, so removing the guard fails those tests within their timeouts instead of eating
+the machine's memory.
+
+Stock behaviour measured with jupyter_server 2.21.1, tornado 6.6.1, pyzmq 27.3, ipykernel 7.4:
+1. v1, a 32-byte frame claiming 2**63 offsets: the event loop blocks, memory grows until
+   MemoryError (about 15 s under a 768 MB cap), then the websocket is dropped.
+2. legacy, a 12-byte binary frame claiming 2**31-1 buffers: a 2 GB format string (an
+   immediate MemoryError under the cap), then the websocket is dropped.
+3. a malformed message on the kernel's IOPub: the stream callback of every connected
+   websocket raises once and never runs again (v1: header not JSON / not an object / no
+   msg_type, no parts, no delimiter; legacy: all of those and also fewer than 5 frames, a bad
+   signature, content that is not JSON). v1 relays the other malformed messages as they are.
+4. v1, a comm_msg whose comm_id is a lone surrogate: relayed; ipykernel stalls on it
+   ("IOStream.flush timed out") and does not answer for well over 10 s per message.
+5. `/api/comms/%FF%FE` without the extension, or `/api/kernels/%FF%FE` (paths that fall
+   through to the HTML 404 handler): an empty 400 and "Uncaught exception in write_error"
+   with a traceback of three chained exceptions in the log. (API handlers such as
+   `/api/contents/%FF%FE` already answer a JSON 400.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jupyter_server.services.kernels.connection.base import (
+    serialize_binary_message,
+    serialize_msg_to_ws_v1,
+)
+from jupyter_server.utils import url_path_join
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+from traitlets.config import Config
+from wsclient import PROTOCOLS, V1, KernelWS, comm_msgs
+
+#: address space of a server run as a subprocess (and of its kernels, which inherit it);
+#: a server with a kernel needs about 260 MB of it.
+MEMORY_LIMIT = 768 << 20
+#: what "answers promptly" means here: stock takes 15 s and more in the hanging cases.
+PROMPT = 5.0
+
+ECHO_TARGET = """
+def _echo_target(comm, msg):
+    @comm.on_msg
+    def _echo(m):
+        comm.send({"echo": m["content"]["data"]}, buffers=m["buffers"])
+from comm import get_comm_manager
+get_comm_manager().register_target("echo", _echo_target)
+"""
+
+OPEN_KERNEL_COMM = """
+from comm import create_comm
+c = create_comm(target_name="probe", data={"x": 1})
+c.send({"n": 1}); c.send({"n": 2})
+"""
+
+#: Defines `_guard_inject(case)` in a kernel: publish one malformed message on its own IOPub
+#: socket, with a `comm-` topic so the mirror's watcher gets it as well as every frontend.
+INJECT = r"""
+def _guard_inject(case, topic=b"comm-guard"):
+    from jupyter_client.session import DELIM
+    kernel = get_ipython().kernel
+    s = kernel.session
+    def parts(header=None, content=b"{}"):
+        header = s.pack(s.msg_header("stream")) if header is None else header
+        return [header, b"{}", b"{}", content]
+    def signed(ps):
+        return [topic, DELIM, s.sign(ps), *ps]
+    frames = {
+        "header-not-json": lambda: signed(parts(b"not json")),
+        "comm-header-not-json": lambda: signed(parts(b'{"msg_type": "comm_msg", ')),
+        "header-not-object": lambda: signed(parts(b"[1, 2]")),
+        "header-without-msg_type": lambda: signed(parts(s.pack({"msg_id": "x"}))),
+        "no-parts": lambda: [topic, DELIM],
+        "fewer-than-5-frames": lambda: signed(parts()[:1]),
+        "no-delimiter": lambda: [topic, *parts()],
+        "bad-signature": lambda: [topic, DELIM, b"0" * 64, *parts()],
+        "content-not-json": lambda: signed(parts(content=b"not json")),
+        "comm-content-not-json": lambda: signed(
+            parts(s.pack(s.msg_header("comm_msg")), b"not json")
+        ),
+    }[case]()
+    kernel.iopub_socket.send_multipart(frames)
+"""
+
+#: which malformed kernel messages kill a stock websocket's IOPub relay, by protocol
+STOCK_SILENCED = {
+    "header-not-json": {"v1", "legacy"},
+    "header-not-object": {"v1", "legacy"},
+    "header-without-msg_type": {"v1", "legacy"},
+    "no-parts": {"v1", "legacy"},
+    "fewer-than-5-frames": {"legacy"},
+    "no-delimiter": {"v1", "legacy"},
+    "bad-signature": {"legacy"},
+    "content-not-json": {"legacy"},
+}
+INJECTED = [*STOCK_SILENCED, "comm-header-not-json", "comm-content-not-json"]
+
+REFUSED = "Refused a malformed frame from session {session} to kernel {kernel}"
+
+
+# -- clients ---------------------------------------------------------------------------
+
+
+class TolerantWS(KernelWS):
+    """A frontend that files frames it cannot decode instead of raising.
+
+    The v1 relay passes malformed kernel messages on byte for byte (that is the protocol's
+    design), so a test client must not choke on them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.undecodable: list[bytes | str] = []
+
+    def decode(self, frame: bytes | str) -> dict:
+        try:
+            msg = super().decode(frame)
+            msg["header"]["msg_type"]  # a dict with a header, or not a message
+            return msg
+        except Exception:
+            self.undecodable.append(frame)
+            return {"header": {"msg_type": None}, "parent_header": {}, "content": {}}
+
+    async def run(self, code: str, timeout: float = PROMPT) -> dict:
+        """Execute code and wait for the execute_reply only (on shell, not IOPub)."""
+        req = await self.send("execute_request", execute_content(code))
+        msg_id = req["header"]["msg_id"]
+        reply = await self.recv(
+            lambda m: (
+                m["header"]["msg_type"] == "execute_reply"
+                and m["parent_header"].get("msg_id") == msg_id
+            ),
+            timeout,
+        )
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return reply
+
+
+async def dropped(ws: KernelWS, timeout: float = PROMPT) -> bool:
+    """Whether the server closes the websocket within `timeout` (frames before are skipped)."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            if await asyncio.wait_for(ws.ws.read_message(), remaining) is None:
+                return True
+        except asyncio.TimeoutError:
+            break
+    return False
+
+
+def execute_content(code: str) -> dict:
+    return {
+        "code": code,
+        "silent": False,
+        "store_history": False,
+        "user_expressions": {},
+        "allow_stdin": False,
+        "stop_on_error": True,
+    }
+
+
+def printed(text: str):
+    return lambda m: m["header"]["msg_type"] == "stream" and text in m["content"].get("text", "")
+
+
+async def echo_round_trip(ws: KernelWS, comm_id: str) -> None:
+    """Open a comm to the kernel's echo target and get one message (with a buffer) back."""
+    await ws.send("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}})
+    await ws.send("comm_msg", {"comm_id": comm_id, "data": {"ping": 1}}, buffers=[b"\0\xff"])
+    echo = await ws.recv(comm_msgs(ws, "comm_msg", comm_id), PROMPT)
+    assert echo["content"]["data"] == {"echo": {"ping": 1}}
+    assert echo["buffers"] == [b"\0\xff"]
+
+
+def counted(models: list[dict], comm_id: str, to_kernel: int, from_kernel: int) -> dict | None:
+    for model in models:
+        if model["comm_id"] == comm_id and model["messages"] == {
+            "to_kernel": to_kernel,
+            "from_kernel": from_kernel,
+        }:
+            return model
+    return None
+
+
+@contextmanager
+def captured(serverapp: Any) -> Iterator[list[logging.LogRecord]]:
+    """What the server and the extension log meanwhile (their logs do not reach root)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    loggers = {serverapp.log, serverapp.web_app.settings["comm_mirror"].log}
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+def messages(records: list[logging.LogRecord]) -> list[str]:
+    return [r.getMessage() for r in records]
+
+
+def tracebacks(records: list[logging.LogRecord]) -> list[str]:
+    return ["".join(traceback.format_exception(*r.exc_info)) for r in records if r.exc_info]
+
+
+# -- a server in a subprocess, bounded --------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cap_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+class ServerProcess:
+    """A jupyter_server in a subprocess with a capped address space, killed at the end."""
+
+    def __init__(self, tmp: Path, extension: bool) -> None:
+        self.port = free_port()
+        self.token = uuid.uuid4().hex
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.headers = {"Authorization": f"token {self.token}"}
+        self.log_path = tmp / "server.log"
+        env = dict(
+            os.environ,
+            JUPYTER_CONFIG_DIR=str(tmp / "config"),
+            JUPYTER_DATA_DIR=str(tmp / "data"),
+            JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+            IPYTHONDIR=str(tmp / "ipython"),
+            MALLOC_ARENA_MAX="2",  # keeps the address space of threads' arenas small
+        )
+        enabled = "True" if extension else "False"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jupyter_server",
+                    "--ServerApp.ip=127.0.0.1",
+                    f"--ServerApp.port={self.port}",
+                    "--ServerApp.port_retries=0",
+                    "--ServerApp.open_browser=False",
+                    "--ServerApp.allow_root=True",
+                    f"--ServerApp.root_dir={tmp}",
+                    f"--IdentityProvider.token={self.token}",
+                    f"--ServerApp.jpserver_extensions=jupyter_comm_ext={enabled}",
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                preexec_fn=_cap_memory,
+            )
+        try:
+            self._wait_up(60)
+            # the extension is on or off as asked (installing the package enables it)
+            assert self.sync_get("/api/comms") == (200 if extension else 404), self.log()
+        except BaseException:
+            self.stop()
+            raise
+
+    def sync_get(self, path: str, timeout: float = 2.0) -> int:
+        request = urllib.request.Request(self.url + path, headers=self.headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def _wait_up(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            with suppress(OSError):
+                if self.sync_get("/api/status") == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"server not up in {timeout}s:\n{self.log()}")
+
+    async def fetch(self, path: str, method: str = "GET", body: Any = None, timeout=PROMPT):
+        """A request; any HTTP status is returned, a timeout raises HTTPClientError(599)."""
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            request = HTTPRequest(
+                self.url + path,
+                method=method,
+                body=body,
+                headers=self.headers,
+                connect_timeout=timeout,
+                request_timeout=timeout,
+            )
+            return await client.fetch(request, raise_error=False)
+        finally:
+            client.close()
+
+    async def status_answers(self, timeout: float = PROMPT) -> bool:
+        try:
+            return (await self.fetch("/api/status", timeout=timeout)).code == 200
+        except HTTPClientError:
+            return False
+
+    async def get_json(self, path: str) -> Any:
+        response = await self.fetch(path)
+        assert response.code == 200, (path, response.code, response.body)
+        return json.loads(response.body)
+
+    async def start_kernel(self) -> str:
+        response = await self.fetch("/api/kernels", "POST", '{"name": "python3"}', timeout=60)
+        assert response.code == 201, response.body
+        return json.loads(response.body)["id"]
+
+    async def shutdown_kernel(self, kernel_id: str) -> None:
+        with suppress(HTTPClientError):
+            await self.fetch(f"/api/kernels/{kernel_id}", "DELETE", timeout=30)
+
+    async def connect(self, kernel_id: str, protocol: str) -> TolerantWS:
+        session_id = uuid.uuid4().hex
+        request = HTTPRequest(
+            f"ws://127.0.0.1:{self.port}/api/kernels/{kernel_id}/channels?session_id={session_id}",
+            headers=self.headers,
+            connect_timeout=30,
+            request_timeout=30,
+        )
+        ws = await asyncio.wait_for(
+            websocket_connect(request, subprotocols=[V1] if protocol == "v1" else None), 30
+        )
+        assert (ws.selected_subprotocol == V1) == (protocol == "v1")
+        return TolerantWS(ws, protocol, session_id)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_mark(self) -> int:
+        return self.log_path.stat().st_size
+
+    def log_since(self, mark: int) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode(errors="replace")
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def children(self) -> list[int]:
+        """Kernel processes (jupyter_client starts them in sessions of their own)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with suppress(OSError, IndexError, ValueError):
+                    stat = (entry / "stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                        pids.append(int(entry.name))
+        return pids
+
+    def stop(self) -> None:
+        for pid in self.children():
+            with suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path_factory.mktemp("guarded"), extension=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def stock_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path_factory.mktemp("stock"), extension=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_stock_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A stock server of its own, for a case that leaves it hung."""
+    server = ServerProcess(tmp_path, extension=False)
+    yield server
+    server.stop()
+
+
+# -- the in-process server: guard on unless a test parametrizes `guard` ------------------
+
+
+@pytest.fixture
+def guard() -> bool:
+    return True
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config: Config, guard: bool) -> Config:
+    jp_server_config["CommMirror"]["guard"] = guard
+    return jp_server_config
+
+
+# -- cases 1 and 2: bad framing from a client --------------------------------------------
+
+
+def u64(*numbers: int) -> bytes:
+    return b"".join(n.to_bytes(8, "little") for n in numbers)
+
+
+def u32(*numbers: int) -> bytes:
+    return b"".join(n.to_bytes(4, "big", signed=True) for n in numbers)
+
+
+def with_offset(frame: bytes, index: int, value: int, width: int) -> bytes:
+    """`frame` with offset number `index` (1-based, after the count) set to `value`."""
+    encoded = value.to_bytes(width, "little" if width == 8 else "big")
+    return frame[: width * index] + encoded + frame[width * (index + 1) :]
+
+
+def bad_frames(ws: KernelWS) -> dict[str, bytes | str]:
+    """Frames whose framing does not fit the frame, most built from a valid message."""
+    good = ws.encode(ws.message("kernel_info_request", {}, [b"buffer", b"more"]), "shell")
+    assert isinstance(good, bytes)
+    if ws.protocol == "v1":
+        count = int.from_bytes(good[:8], "little")
+        return {
+            "count 2**63 in 32 bytes (the issue's frame)": u64(2**63) + bytes(24),
+            "count 2**40": u64(2**40, 24, 24),
+            "count past the frame": u64(10, 88, 88, 88),
+            "7 bytes": bytes(7),
+            "last offset past the end": with_offset(good, count, len(good) + 1, 8),
+            "offsets out of order": with_offset(good, 3, 8 * (count + 1), 8),
+            "first offset wrong": with_offset(good, 1, 8, 8),
+            "text frame": "not a v1 frame",
+        }
+    count = int.from_bytes(good[:4], "big")
+    return {
+        "count 2**31-1 in 12 bytes (the issue's frame)": u32(2**31 - 1) + bytes(8),
+        "count 0": u32(0) + b"{}",
+        "negative count": u32(-5) + bytes(8),
+        "3 bytes": b"\x00\x00\x01",
+        "last offset past the end": with_offset(good, count, len(good) + 1, 4),
+        "offsets out of order": with_offset(good, 3, 4 * (count + 1), 4),
+        "first offset wrong": with_offset(good, 1, 0, 4),
+    }
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_bad_framing_is_refused_and_the_connection_survives(guarded_server, protocol):
+    server = guarded_server
+    kernel_id = await server.start_kernel()
+    ws = await server.connect(kernel_id, protocol)
+    await ws.run(ECHO_TARGET, timeout=30)
+    mark, rss_before = server.log_mark(), server.rss_mb()
+    frames = bad_frames(ws)
+    for name, frame in frames.items():
+        await ws.write(frame)
+        assert await server.status_answers(), f"server stopped answering after {name!r}"
+    # the websocket is still open and relays, and the mirror still mirrors
+    await ws.run("1")
+    comm_id = f"after-bad-framing-{protocol}"
+    await echo_round_trip(ws, comm_id)
+    models = await wait_for(
+        lambda: _counted(server, kernel_id, comm_id, 2, 1), timeout=PROMPT, what="counts"
+    )
+    assert models["session_id"] == ws.session_id
+    assert server.rss_mb() - rss_before < 50
+    # refused before the stock parser saw them: rate-limited lines naming kernel and session
+    log = server.log_since(mark)
+    refused = [ln for ln in log.splitlines() if "Refused a malformed frame" in ln]
+    assert refused, log
+    assert REFUSED.format(session=ws.session_id, kernel=kernel_id) in refused[0]
+    assert len(refused) < len(frames), "the refusal log line is not rate-limited"
+    assert "could not handle" not in log and "Uncaught exception" not in log, log
+    ws.close()
+    await server.shutdown_kernel(kernel_id)
+
+
+async def _counted(server: ServerProcess, kernel_id: str, comm_id: str, to: int, frm: int):
+    return counted(await server.get_json(f"/api/comms?kernel_id={kernel_id}"), comm_id, to, frm)
+
+
+async def test_stock_v1_huge_offset_count_hangs_the_server(fresh_stock_server):
+    server = fresh_stock_server
+    ws = await server.connect(await server.start_kernel(), "v1")
+    await ws.run("1", timeout=30)
+    rss_before = server.rss_mb()
+    await ws.write(u64(2**63) + bytes(24))
+    deadline = time.monotonic() + 20
+    while server.rss_mb() - rss_before < 50:  # memory grows (until MemoryError) ...
+        assert time.monotonic() < deadline, "memory did not grow"
+        # ... while the event loop is blocked: nothing answers
+        assert not await server.status_answers(timeout=1.0)
+
+
+async def test_stock_legacy_huge_buffer_count_asks_for_gigabytes(stock_server):
+    server = stock_server
+    kernel_id = await server.start_kernel()
+    ws = await server.connect(kernel_id, "legacy")
+    await ws.run("1", timeout=30)
+    mark = server.log_mark()
+    await ws.write(u32(2**31 - 1) + bytes(8))
+    # a 2 GB format string: past the cap, so MemoryError, and the websocket is dropped
+    assert await dropped(ws)
+    log = server.log_since(mark)
+    assert "MemoryError" in log and "deserialize_binary_message" in log, log
+    await server.shutdown_kernel(kernel_id)
+
+
+# -- generated frames --------------------------------------------------------------------
+
+SAFE_MSG_TYPES = ["comm_open", "comm_msg", "comm_close", "comm_info_request"]
+SAFE_MSG_TYPES += ["kernel_info_request", "no_such_request", ""]
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+# comm ids and target names may be lone surrogates (the guard refuses those); other strings
+# never are: hypothesis' text() leaves surrogates out.
+_ids = st.text(max_size=12) | st.sampled_from(["\ud800", "a\udfffb", "echo"]) | _json
+_header = st.fixed_dictionaries(
+    {"msg_type": st.sampled_from(SAFE_MSG_TYPES)},
+    optional={
+        "msg_id": st.text(max_size=12),
+        "session": st.text(max_size=12),
+        "username": st.text(max_size=8),
+        "version": st.just("5.3"),
+        "date": st.just("2026-01-01T00:00:00Z"),
+    },
+)
+_content = st.fixed_dictionaries(
+    {}, optional={"comm_id": _ids, "target_name": _ids, "data": _json, "target_module": _ids}
+)
+_channel = st.sampled_from(["shell", "control", "stdin", "iopub", "nope", ""]) | st.text(max_size=6)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+_part = st.binary(max_size=200) | _json.map(_dumps)
+_message = st.fixed_dictionaries(
+    {
+        "header": _header | _json,
+        "parent_header": _json,
+        "metadata": _json,
+        "content": _content | _json,
+    },
+)
+# (index, byte) to overwrite somewhere in a frame, or a length to cut it to
+_damage = st.none() | st.tuples(st.integers(0, 80), st.integers(0, 255)) | st.integers(0, 200)
+
+
+def _damaged(frame: bytes, damage: Any) -> bytes:
+    if isinstance(damage, tuple):
+        index, byte = damage
+        if index < len(frame):
+            return frame[:index] + bytes([byte]) + frame[index + 1 :]
+    elif isinstance(damage, int):
+        return frame[:damage]
+    return frame
+
+
+@st.composite
+def v1_frames(draw: st.DrawFn) -> bytes:
+    if draw(st.booleans()):
+        return draw(st.binary(min_size=8, max_size=4096))
+    msg = draw(_message)
+    parts = [
+        draw(st.just(_dumps(msg[key])) | _part)
+        for key in ("header", "parent_header", "metadata", "content")
+    ]
+    parts += draw(st.lists(st.binary(max_size=200), max_size=2))
+    frame = serialize_msg_to_ws_v1(parts[: draw(st.integers(0, len(parts)))], draw(_channel))
+    return _damaged(frame, draw(_damage))
+
+
+@st.composite
+def legacy_frames(draw: st.DrawFn) -> bytes | str:
+    kind = draw(st.sampled_from(["text", "json", "message", "binary", "bytes"]))
+    if kind == "text":
+        return draw(st.text(max_size=4096))
+    if kind == "json":
+        return json.dumps(draw(_json))
+    msg = dict(draw(_message), channel=draw(_channel | st.none()))
+    if kind == "message":
+        return json.dumps(msg)
+    if kind == "bytes":
+        return draw(st.binary(max_size=4096))
+    msg["buffers"] = draw(st.lists(st.binary(max_size=200), max_size=2))
+    return _damaged(serialize_binary_message(msg), draw(_damage))
+
+
+def generated(strategy: st.SearchStrategy, count: int) -> list[bytes | str]:
+    """`count` examples of `strategy`, drawn by hypothesis (sent later, on the test's loop)."""
+    frames: list[bytes | str] = []
+
+    @settings(
+        max_examples=count,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def draw(frame: bytes | str) -> None:
+        if len(frame.encode() if isinstance(frame, str) else frame) <= 4096:
+            frames.append(frame)
+
+    draw()
+    return frames
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_generated_frames_never_break_the_relay(guarded_server, protocol):
+    server = guarded_server
+    kernel_id = await server.start_kernel()
+    ws = await server.connect(kernel_id, protocol)
+    await ws.run(ECHO_TARGET, timeout=30)
+    mark = server.log_mark()
+    frames = generated(v1_frames() if protocol == "v1" else legacy_frames(), 200)
+    assert len(frames) > 100
+    batch = 25
+    for start in range(0, len(frames), batch):
+        for frame in frames[start : start + batch]:
+            await ws.write(frame)
+        assert await server.status_answers(), (
+            f"server stopped answering after one of {frames[start : start + batch]!r}"
+        )
+    # the same websocket still relays both ways, and the mirror still mirrors
+    await ws.run("1", timeout=2 * PROMPT)
+    comm_id = f"after-generated-{protocol}"
+    await echo_round_trip(ws, comm_id)
+    await wait_for(
+        lambda: _counted(server, kernel_id, comm_id, 2, 1), timeout=PROMPT, what="counts"
+    )
+    log = server.log_since(mark)
+    assert "Uncaught exception" not in log, log
+    ws.close()
+    await server.shutdown_kernel(kernel_id)
+
+
+# -- case 3: malformed messages from the kernel ------------------------------------------
+
+
+async def test_malformed_kernel_messages_do_not_silence_iopub(
+    jp_serverapp, fetch_json, jp_ws_fetch, start_kernel
+):
+    kernel_id = await start_kernel()
+    frontends = []
+    for protocol in ("v1", "legacy", "v1"):
+        ws = await KernelWS.connect(jp_ws_fetch, kernel_id, protocol)
+        frontends.append(TolerantWS(ws.ws, protocol, ws.session_id))
+    for ws in frontends:  # each one's IOPub relay is live
+        await ws.execute("None")
+    driver = frontends[0]
+    await driver.execute(INJECT)
+    with captured(jp_serverapp) as records:
+        await driver.execute(
+            f"for case in {INJECTED!r}:\n    _guard_inject(case)\nprint('after-the-garbage')\n"
+            + OPEN_KERNEL_COMM,
+            timeout=30,
+        )
+        for ws in frontends:  # every frontend, both protocols, still gets output ...
+            await ws.recv(printed("after-the-garbage"), PROMPT)
+            opened = await ws.recv(comm_msgs(ws, "comm_open"), PROMPT)
+            await ws.recv(comm_msgs(ws, "comm_msg"), PROMPT)
+            await ws.recv(comm_msgs(ws, "comm_msg"), PROMPT)
+        comm_id = opened["content"]["comm_id"]
+        # ... and the mirror counted the real comm once, and nothing of the garbage
+        await wait_for(
+            lambda: _in_process_counted(fetch_json, kernel_id, comm_id, 0, 3), what="counts"
+        )
+        everything = await fetch_json(
+            "api", "comms", params={"kernel_id": kernel_id, "status": "all"}
+        )
+        assert [m["comm_id"] for m in everything] == [comm_id]
+        await frontends[1].execute("print('still-here')", timeout=PROMPT)
+    logged = messages(records)
+    assert any(f"Dropped a malformed message from kernel {kernel_id}" in m for m in logged)
+    assert any(f"Unreadable comm message from kernel {kernel_id}" in m for m in logged)
+    # (stock's own activity tracker, MappingKernelManager.record_activity, does raise)
+    assert not [tb for tb in tracebacks(records) if "handle_outgoing_message" in tb]
+    for ws in frontends:
+        ws.close()
+
+
+async def _in_process_counted(fetch_json, kernel_id, comm_id, to_kernel, from_kernel):
+    models = await fetch_json("api", "comms", params={"kernel_id": kernel_id})
+    return counted(models, comm_id, to_kernel, from_kernel)
+
+
+async def test_stock_malformed_kernel_message_silences_iopub(stock_server):
+    server = stock_server
+    kernel_id = await server.start_kernel()
+    driver = await server.connect(kernel_id, "v1")
+    await driver.run(INJECT, timeout=30)
+    silenced = {}
+    for case in STOCK_SILENCED:
+        # fresh websockets for each case: a stock stream that raised once stays dead
+        frontends = {p: await server.connect(kernel_id, p) for p in PROTOCOLS}
+        await asyncio.gather(*(ws.execute("None", timeout=30) for ws in frontends.values()))
+        await driver.run(f"_guard_inject({case!r}); print('marker-{case}')")
+
+        async def output_arrives(ws: TolerantWS, case: str = case) -> bool:
+            try:
+                await ws.recv(printed(f"marker-{case}"), timeout=3.0)
+                return True
+            except TimeoutError:
+                return False
+
+        arrived = await asyncio.gather(*(output_arrives(ws) for ws in frontends.values()))
+        silenced[case] = {p for p, ok in zip(frontends, arrived, strict=True) if not ok}
+        for ws in frontends.values():
+            ws.close()
+    assert silenced == STOCK_SILENCED
+    assert "Uncaught exception in zmqstream callback" in server.log()
+    await server.shutdown_kernel(kernel_id)
+
+
+# -- case 4: comm ids that are not valid Unicode -----------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_lone_surrogate_comm_ids_are_refused(
+    jp_serverapp, fetch_json, jp_ws_fetch, start_kernel, protocol
+):
+    kernel_id = await start_kernel()
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, protocol)
+    await ws.execute(ECHO_TARGET)
+    with captured(jp_serverapp) as records:
+        await ws.send("comm_open", {"comm_id": "\ud800", "target_name": "echo", "data": {}})
+        await ws.send("comm_open", {"comm_id": "fine", "target_name": "\udfff", "data": {}})
+        await ws.send("comm_msg", {"comm_id": "a\ud800b", "data": {}})
+        await ws.send("comm_close", {"comm_id": "\udc80", "data": {}})
+        # the kernel never saw them: it answers at once (stock: mute for 10 s and more)
+        await ws.execute("1", timeout=PROMPT)
+    logged = messages(records)
+    assert any(
+        REFUSED.format(session=ws.session_id, kernel=kernel_id) in m and "Unicode" in m
+        for m in logged
+    ), logged
+    # the websocket still relays, the mirror still mirrors, and recorded none of them
+    await echo_round_trip(ws, "valid-after-surrogates")
+    await wait_for(
+        lambda: _in_process_counted(fetch_json, kernel_id, "valid-after-surrogates", 2, 1),
+        what="counts",
+    )
+    everything = await fetch_json("api", "comms", params={"kernel_id": kernel_id, "status": "all"})
+    assert [m["comm_id"] for m in everything] == ["valid-after-surrogates"]
+    ws.close()
+
+
+async def test_stock_lone_surrogate_comm_id_mutes_the_kernel(stock_server):
+    server = stock_server
+    kernel_id = await server.start_kernel()
+    ws = await server.connect(kernel_id, "v1")
+    await ws.run("1", timeout=30)
+    await ws.send("comm_msg", {"comm_id": "\ud800", "data": {}})
+    with pytest.raises(TimeoutError):
+        await ws.run("1", timeout=PROMPT)
+    # not shut down: the kernel is stuck; the fixture kills it with the server
+
+
+# -- case 5: non-UTF-8 bytes in a URL path -----------------------------------------------
+
+
+async def test_non_utf8_path_is_a_json_400_without_traceback(
+    jp_serverapp, http_server_client, jp_auth_header, jp_base_url
+):
+    with captured(jp_serverapp) as records:
+        for path, name in [
+            ("api/comms/%FF%FE", "comm_id"),
+            ("api/kernels/%FF%FE/comms", "kernel_id"),
+            ("api/comms?target_name=%FF%FE", "target_name"),
+        ]:
+            response = await http_server_client.fetch(
+                url_path_join(jp_base_url, path), headers=jp_auth_header, raise_error=False
+            )
+            assert response.code == 400, (path, response.code)
+            assert response.headers["Content-Type"].startswith("application/json")
+            # the message says which argument is wrong (stock echoes the raw bytes)
+            assert json.loads(response.body)["message"] == f"{name} is not valid UTF-8"
+    assert records
+    for record in records:
+        assert record.exc_info is None and record.levelno < logging.ERROR, record.getMessage()
+        assert "Traceback" not in record.getMessage()
+
+
+async def test_stock_non_utf8_path_is_an_empty_400_with_tracebacks(stock_server):
+    server = stock_server
+    for path in ("/api/comms/%FF%FE", "/api/kernels/%FF%FE"):
+        mark = server.log_mark()
+        response = await server.fetch(path)
+        assert (response.code, response.body) == (400, b"")
+        await wait_for(lambda mark=mark: "Traceback" in server.log_since(mark), timeout=PROMPT)
+        assert "Uncaught exception in write_error" in server.log_since(mark)
+
+
+# -- the guard's switch ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("guard", [True, False], ids=["guard-on", "guard-off"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_guard_trait_decides_who_sees_a_bad_frame(
+    jp_serverapp, jp_ws_fetch, start_kernel, guard, protocol
+):
+    mirror = jp_serverapp.web_app.settings["comm_mirror"]
+    assert mirror.guard is guard  # CommMirror.guard from the server config
+    kernel_id = await start_kernel()
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, protocol)
+    await ws.execute("1")
+    # framing stock rejects at once (IndexError) rather than hangs on
+    frame = u64(1, 16) if protocol == "v1" else u32(0) + b"{}"
+    with captured(jp_serverapp) as records:
+        await ws.write(frame)
+        await ws.execute("1", timeout=PROMPT)  # the connection survives either way
+    logged = messages(records)
+    refused = [m for m in logged if "Refused a malformed frame" in m]
+    relayed = [m for m in logged if "could not handle" in m]
+    if guard:
+        assert refused and not relayed, logged
+    else:  # the stock parser got it, failed, and the tap kept the websocket open
+        assert relayed and not refused, logged
+        assert "IndexError" in relayed[0]
+    ws.close()
