@@ -59,7 +59,16 @@ class TapMixin:
 
     def connect(self) -> Any:
         self.comm_mirror.add_connection(self)
+        if self.comm_mirror.websocket_nodelay:
+            self._set_nodelay()
         return super().connect()  # type: ignore[misc]
+
+    def _set_nodelay(self) -> None:
+        """Send each websocket frame at once (see `CommMirror.websocket_nodelay`)."""
+        try:
+            self.websocket_handler.set_nodelay(True)
+        except Exception as e:  # no open websocket (yet): leave the socket as it is
+            self.comm_mirror.problems.warning("nodelay", "Could not set TCP_NODELAY: %r", e)
 
     def disconnect(self) -> Any:
         self.comm_mirror.remove_connection(self)
