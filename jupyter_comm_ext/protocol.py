@@ -13,6 +13,7 @@ Three wire forms carry the same message:
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -20,6 +21,11 @@ from typing import Any
 
 from jupyter_client.session import DELIM
 from jupyter_server.services.kernels.connection.base import deserialize_binary_message
+
+try:  # 5x faster than json.loads on a header; jupyter_client packs with it when installed
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover
+    _fast_loads = None
 
 V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 COMM_MSG_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
@@ -90,6 +96,11 @@ def comm_message(header: Any, content: Any, nbytes: int) -> CommMessage | None:
 
 
 def _loads(part: bytes | str, what: str) -> Any:
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(part)
+        except (ValueError, TypeError):
+            pass  # orjson is stricter (lone surrogates, NaN, huge ints): let json decide
     try:
         return json.loads(part)
     except (ValueError, TypeError) as e:
@@ -130,10 +141,10 @@ def v1_offsets(frame: bytes) -> list[int]:
     count = int.from_bytes(frame[:8], "little")
     if not 3 <= count <= size // 8 - 1:
         raise BadFraming(f"v1 frame claims {count} offsets in {size} bytes")
-    offsets = [int.from_bytes(frame[8 * i : 8 * i + 8], "little") for i in range(1, count + 1)]
+    offsets = list(struct.unpack_from(f"<{count}Q", frame, 8))
     if offsets[0] != 8 * (count + 1) or offsets[-1] > size:
         raise BadFraming("v1 frame offsets do not match its size")
-    if any(a > b for a, b in pairwise(offsets)):
+    if offsets != sorted(offsets):
         raise BadFraming("v1 frame offsets are not in order")
     return offsets
 
