@@ -1,0 +1,97 @@
+"""Relay benchmarks: kernel -> frontend floods and frontend -> kernel -> frontend round trips.
+
+Each function runs one measurement on an already connected `KernelClient` and returns
+numbers; `bench/run.py` interleaves servers (stock, extension, stock again for A/A) round by
+round so that load from elsewhere on the machine hits every side alike.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from .clients import KernelClient, msg_type_mark
+
+COMM_MSG = msg_type_mark("comm_msg")
+STREAM = msg_type_mark("stream")
+
+#: kernel code: an echo target for round trips (ipykernel's own comm manager, via `comm`)
+ECHO_TARGET = """
+import comm as _comm_pkg
+def _bench_echo(c, open_msg):
+    c.on_msg(lambda msg: c.send(msg["content"]["data"]))
+_comm_pkg.get_comm_manager().register_target("bench_echo", _bench_echo)
+"""
+
+COMM_FLOOD = """
+import comm as _comm_pkg
+_c = _comm_pkg.create_comm(target_name="bench_sink")
+for _i in range({n}):
+    _c.send({{"i": _i}})
+_c.close()
+"""
+
+STREAM_FLOOD = """
+for _i in range({n}):
+    print(_i, flush=True)
+"""
+
+
+async def flood(server: Any, client: KernelClient, kind: str, n: int, timeout: float) -> dict:
+    """The kernel sends `n` comm_msg (kind "comm") or stream messages (kind "stream")."""
+    code, mark = (COMM_FLOOD, COMM_MSG) if kind == "comm" else (STREAM_FLOOD, STREAM)
+    cpu0 = server.cpu_seconds()
+    t0 = time.perf_counter()
+    await client.execute(code.format(n=n), wait=False)
+    t1 = await client.read_until(mark, n, timeout)
+    cpu1 = server.cpu_seconds()
+    await client.drain(quiet=0.2)
+    seconds = t1 - t0
+    return {
+        "seconds": seconds,
+        "msgs_per_s": n / seconds,
+        "server_cpu_us_per_msg": (cpu1 - cpu0) / n * 1e6,
+    }
+
+
+async def roundtrips(server: Any, client: KernelClient, n: int, timeout: float) -> dict:
+    """`n` sequential comm round trips: the frontend sends, the kernel echoes."""
+    comm_id = uuid.uuid4().hex
+    await client.send("comm_open", {"comm_id": comm_id, "target_name": "bench_echo", "data": {}})
+    latencies = []
+    cpu0 = server.cpu_seconds()
+    deadline = time.monotonic() + timeout
+    for i in range(n):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{i} of {n} round trips in {timeout}s")
+
+        def accept(frame: bytes | str, i: int = i) -> bool:
+            msg = client.decode(frame)  # only frames that mention comm_msg
+            content = msg["content"]
+            return (
+                msg["header"]["msg_type"] == "comm_msg"
+                and content.get("comm_id") == comm_id
+                and content.get("data") == {"i": i}
+            )
+
+        t0 = time.perf_counter()
+        await client.send("comm_msg", {"comm_id": comm_id, "data": {"i": i}})
+        t1 = await client.read_until(COMM_MSG, 1, deadline - time.monotonic(), accept)
+        latencies.append((t1 - t0) * 1e3)
+    cpu1 = server.cpu_seconds()
+    await client.send("comm_close", {"comm_id": comm_id, "data": {}})
+    await client.drain(quiet=0.2)
+    latencies.sort()
+    return {
+        "p50_ms": latencies[len(latencies) // 2],
+        "p95_ms": latencies[int(len(latencies) * 0.95)],
+        "mean_ms": sum(latencies) / len(latencies),
+        # each round trip relays one frame in and (status busy, echo, status idle) out
+        "server_cpu_us_per_roundtrip": (cpu1 - cpu0) / n * 1e6,
+    }
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2)

@@ -1,0 +1,368 @@
+"""All of issue 7's benchmarks in one command: a table on stdout, JSON on disk.
+
+    python bench/run.py                   # ~10 minutes on 2 cores
+    python bench/run.py --smoke           # tiny N, under a minute: keeps the code from rotting
+    python bench/run.py --code HEAD       # the extension as committed (git archive of HEAD)
+
+Servers (stock jupyter_server, the same with jupyter_comm_ext, stock again for the A/A
+noise floor) run side by side; rounds are interleaved A B A' with the order rotated each
+round, so load from elsewhere on the machine hits every side alike.  Medians and spreads
+(min-max) are reported; ratios are of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import api_scale, machine, memory, relay, tap_replay  # noqa: E402
+from bench.clients import PROTOCOLS, KernelClient  # noqa: E402
+from bench.servers import Server  # noqa: E402
+
+FULL = {
+    "rounds": 3,
+    "flood_n": 20_000,
+    "rt_n": 500,
+    "browser_rounds": 2,
+    "browser_n": 200,
+    "api": {"kernels": 20, "comms": 10_000, "requests": 30, "busy_seconds": 5.0},
+    "memory_sizes": [10_000, 100_000],
+    "replay": {"n": 5000, "repeat": 5, "rounds": 3},
+    "dispatch_args": ["--n", "20000", "--rounds", "5"],
+}
+SMOKE = {
+    "rounds": 1,
+    "flood_n": 200,
+    "rt_n": 20,
+    "browser_rounds": 1,
+    "browser_n": 10,
+    "api": {"kernels": 2, "comms": 20, "requests": 5, "busy_seconds": 1.0},
+    "memory_sizes": [1000],
+    "replay": {"n": 200, "repeat": 1, "rounds": 1},
+    "dispatch_args": ["--smoke"],
+}
+
+
+def summarize(samples: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "samples": samples,
+    }
+
+
+def rotated(items: list, r: int) -> list:
+    r %= len(items)
+    return items[r:] + items[:r]
+
+
+def snapshot(ref: str) -> str:
+    """A clean copy of the package at a git ref (others may be editing the checkout)."""
+    out = tempfile.mkdtemp(prefix="bench-code-")
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "jupyter_comm_ext"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", out], input=archive, check=True, timeout=60)
+    return out
+
+
+def git_commit() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+
+
+# -- relay --------------------------------------------------------------------------------
+
+
+async def run_relay(cfg: dict, code: str | None, log: Any) -> dict[str, Any]:
+    servers = {
+        "stock": Server("stock", False),
+        "ext": Server("ext", True, code=code),
+        "stock_aa": Server("stock-aa", False),
+        "ext_nagle": Server("ext-nagle", True, ["--CommMirror.websocket_nodelay=False"], code),
+    }
+    kernels: dict[str, str] = {}
+    clients: dict[str, KernelClient] = {}
+
+    async def connect(names: list[str], proto: str) -> None:
+        """One client per server on this protocol, and no other: a kernel's IOPub goes to
+        every connected client, and an idle client's unread frames would cost its server."""
+        for c in clients.values():
+            c.close()
+        clients.clear()
+        for name in names:
+            clients[name] = await KernelClient.connect(servers[name], kernels[name], proto)
+
+    try:
+        await asyncio.gather(*(s.start() for s in servers.values()))
+        for name, server in servers.items():
+            kernels[name] = await server.start_kernel()
+        await connect(list(servers), "v1")
+        for c in clients.values():
+            await c.execute(relay.ECHO_TARGET)
+        pids = {s.pid for s in servers.values()}
+        state_before = machine.others(pids)
+        main = ["stock", "ext", "stock_aa"]
+        cases = ("comm", "stream", "roundtrip")
+        raw: dict = {p: {c: {s: [] for s in main} for c in cases} for p in PROTOCOLS}
+        for r in range(cfg["rounds"]):
+            for proto in PROTOCOLS:
+                await connect(main, proto)
+                for case in cases:
+                    for name in rotated(main, r):
+                        server, c = servers[name], clients[name]
+                        if case == "roundtrip":
+                            c.quickack = True  # the relay's cost, without the delayed-ACK stall
+                            res = await relay.roundtrips(server, c, cfg["rt_n"], 300)
+                            c.quickack = False
+                        else:
+                            res = await relay.flood(server, c, case, cfg["flood_n"], 600)
+                        raw[proto][case][name].append(res)
+            log(f"relay round {r + 1}/{cfg['rounds']} done")
+        browser = ["stock", "ext", "ext_nagle"]
+        braw: dict = {p: {s: [] for s in browser} for p in PROTOCOLS}
+        for r in range(cfg["browser_rounds"]):
+            for proto in PROTOCOLS:
+                await connect(browser, proto)
+                for name in rotated(browser, r):
+                    n = cfg["browser_n"]
+                    res = await relay.roundtrips(servers[name], clients[name], n, 600)
+                    braw[proto][name].append(res)
+            log(f"browser-like latency round {r + 1}/{cfg['browser_rounds']} done")
+        state_after = machine.others(pids)
+    finally:
+        for c in clients.values():
+            c.close()
+        await asyncio.gather(*(s.shutdown() for s in servers.values()))
+    return {
+        "raw": raw,
+        "browser_raw": braw,
+        "summary": summarize_relay(raw),
+        "browser": summarize_browser(braw),
+        "machine_before": state_before,
+        "machine_after": state_after,
+    }
+
+
+def summarize_relay(raw: dict) -> dict:
+    out: dict = {}
+    for proto, cases in raw.items():
+        for case, by_server in cases.items():
+            metrics = (
+                ("msgs_per_s", "server_cpu_us_per_msg")
+                if case != "roundtrip"
+                else ("p50_ms", "p95_ms", "server_cpu_us_per_roundtrip")
+            )
+            entry: dict = {}
+            for metric in metrics:
+                per = {s: summarize([x[metric] for x in xs]) for s, xs in by_server.items()}
+                per["ratio_ext"] = per["ext"]["median"] / per["stock"]["median"]
+                per["ratio_aa"] = per["stock_aa"]["median"] / per["stock"]["median"]
+                entry[metric] = per
+            out[f"{proto}/{case}"] = entry
+    return out
+
+
+def summarize_browser(raw: dict) -> dict:
+    out: dict = {}
+    for proto, by_server in raw.items():
+        for metric in ("p50_ms", "p95_ms"):
+            out[f"{proto}/{metric}"] = {
+                s: summarize([x[metric] for x in xs]) for s, xs in by_server.items()
+            }
+    return out
+
+
+# -- the rest -----------------------------------------------------------------------------
+
+
+def run_dispatch(args: list[str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "dispatch.json"
+        script = ROOT / "bench" / "bench_kernel_dispatch.py"
+        proc = subprocess.run(
+            [sys.executable, str(script), *args, "--json", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
+        return json.loads(out.read_text())
+
+
+def tap_fractions(replay: dict, relay_summary: dict) -> dict:
+    """The tap's µs per message as a fraction of stock's server CPU per relayed message."""
+    out = {}
+    for proto in PROTOCOLS:
+        r = replay[proto]
+        stock_comm = relay_summary[f"{proto}/comm"]["server_cpu_us_per_msg"]["stock"]["median"]
+        stock_stream = relay_summary[f"{proto}/stream"]["server_cpu_us_per_msg"]["stock"]["median"]
+        stock_rt = relay_summary[f"{proto}/roundtrip"]["server_cpu_us_per_roundtrip"]["stock"][
+            "median"
+        ]
+        # a round trip: one comm_msg in, the echo out (+ watcher), status busy and idle out
+        rt_tap = r["in_comm_us"] + r["out_comm_us"] + 2 * r["out_other_us"]
+        out[proto] = {
+            "non_comm_out": {"tap_us": r["out_other_us"], "stock_server_cpu_us": stock_stream},
+            "comm_out": {"tap_us": r["out_comm_us"], "stock_server_cpu_us": stock_comm},
+            "comm_roundtrip": {"tap_us": rt_tap, "stock_server_cpu_us": stock_rt},
+        }
+        for v in out[proto].values():
+            v["fraction"] = v["tap_us"] / v["stock_server_cpu_us"]
+    return out
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def pct(ratio: float) -> str:
+    return f"{(ratio - 1) * 100:+.1f}%"
+
+
+def spread(s: dict, fmt: str = "{:,.0f}") -> str:
+    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
+
+
+def print_table(report: dict) -> None:
+    p = print
+    m = report["machine"]
+    p(
+        f"\nmachine: {m['cpus']} x {m['cpu_model']}, {m['memory_bytes'] / 2**30:.0f} GiB, "
+        f"Linux {m['kernel']}, python {m['python']}; code: {report['code']} "
+        f"({report['git']['commit'][:10]}); rounds {report['config']['rounds']}"
+    )
+    rel = report["relay"]["summary"]
+    p("\n1. relay, stock vs extension (median (min-max); ratio of medians; A/A = stock vs stock)")
+    p(f"{'case':<18}{'metric':<14}{'stock':>24}{'extension':>24}{'ext':>9}{'A/A':>9}")
+    for key, entry in rel.items():
+        for metric, per in entry.items():
+            fmt = "{:,.2f}" if metric.endswith("_ms") else "{:,.0f}"
+            label = {
+                "msgs_per_s": "msg/s",
+                "server_cpu_us_per_msg": "srv CPU us/msg",
+                "p50_ms": "p50 ms",
+                "p95_ms": "p95 ms",
+                "server_cpu_us_per_roundtrip": "srv CPU us/rt",
+            }[metric]
+            p(
+                f"{key:<18}{label:<14}{spread(per['stock'], fmt):>24}"
+                f"{spread(per['ext'], fmt):>24}{pct(per['ratio_ext']):>9}{pct(per['ratio_aa']):>9}"
+            )
+    p("   (round trips here with a client that sets TCP_QUICKACK: the relay's own latency)")
+    p("\n1d. the tap alone, replayed real traffic: us per message / stock server CPU per message")
+    for proto, entry in report["tap_fractions"].items():
+        for case, v in entry.items():
+            p(
+                f"{proto:<8}{case:<16}{v['tap_us']:>8.2f} us / {v['stock_server_cpu_us']:>7.0f} us"
+                f" = {v['fraction'] * 100:.2f}%"
+            )
+    api = report["api"]
+    p(f"\n2. GET /api/comms, {api['comms']} comms over {api['kernels']} kernels")
+    keys = ("get_api_comms_idle", "get_api_comms_one_kernel_busy", "comm_info_request_all_idle")
+    for key in keys:
+        s = api[key]
+        p(f"{key:<34} p50 {s['p50_ms']:8.1f} ms  p95 {s['p95_ms']:8.1f} ms  (n={s['n']})")
+    p(f"{'comm_info_request_one_busy':<34} {api['comm_info_request_one_busy_ms']:8.1f} ms")
+    p(f"response size {api['response_bytes']:,} bytes ({api['listed']} comms listed)")
+    p("\n3. memory per tracked comm")
+    for e in report["memory"]:
+        p(
+            f"{e['comms']:>8} comms: tracemalloc {e['tracemalloc_bytes_per_comm']:.0f} B, "
+            f"RSS delta {e['rss_bytes_per_comm']:.0f} B"
+        )
+    d = report["kernel_dispatch"]
+    p("\n4. kernel dispatch, ours / ipykernel (msg/s, median)")
+    for name, e in d["scenarios"].items():
+        p(
+            f"{name:<10} ours {e['ours']['median']:>10,.0f}  ipykernel "
+            f"{e['ipykernel']['median']:>10,.0f}  ratio {e['ratio']:.2f}x"
+        )
+    b = report["relay"]["browser"]
+    p("\n5. comm round trip as a browser sees it (no TCP_QUICKACK), ms, median (min-max)")
+    p(f"{'':<12}{'stock':>22}{'ext (nodelay)':>22}{'ext nodelay=False':>22}")
+    for key, per in b.items():
+        p(
+            f"{key:<12}"
+            + "".join(f"{spread(per[s], '{:.1f}'):>22}" for s in ("stock", "ext", "ext_nagle"))
+        )
+    before, after = (report["relay"][k]["loadavg"] for k in ("machine_before", "machine_after"))
+    p(f"\nelapsed {report['elapsed_s']:.0f} s; load average before/after relay: {before} / {after}")
+
+
+async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = SMOKE if args.smoke else FULL
+    if args.rounds:
+        cfg = dict(cfg, rounds=args.rounds)
+    code = snapshot(args.code) if args.code and not os.path.isdir(args.code) else args.code
+    if code:
+        sys.path.insert(0, code)  # the in-process parts import the same code
+    t0 = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - t0:6.0f}s] {msg}", file=sys.stderr, flush=True)
+
+    report: dict[str, Any] = {
+        "benchmark": "jupyter_comm_ext",
+        "smoke": args.smoke,
+        "config": cfg,
+        "code": args.code or "installed",
+        "git": git_commit(),
+        "machine": machine.describe(),
+    }
+    log("memory")
+    report["memory"] = memory.run(cfg["memory_sizes"], code)
+    log("tap replay")
+    report["tap_replay"] = tap_replay.replay(**cfg["replay"])
+    log("kernel dispatch")
+    report["kernel_dispatch"] = run_dispatch(cfg["dispatch_args"])
+    log("relay")
+    report["relay"] = await run_relay(cfg, code, log)
+    report["tap_fractions"] = tap_fractions(report["tap_replay"], report["relay"]["summary"])
+    log("api at scale")
+    report["api"] = await api_scale.run(code=code, **cfg["api"])
+    report["elapsed_s"] = time.monotonic() - t0
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny N, for CI")
+    parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
+    parser.add_argument(
+        "--code", help="import jupyter_comm_ext from this directory, or a git ref to archive"
+    )
+    args = parser.parse_args(argv)
+    report = asyncio.run(amain(args))
+    print_table(report)
+    path = args.json or ROOT / "bench" / "results" / time.strftime("run-%Y%m%d-%H%M%S.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    print(f"JSON: {path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

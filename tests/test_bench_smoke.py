@@ -1,0 +1,63 @@
+"""`bench/run.py --smoke` runs end to end and writes the documented JSON shape; no timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_run_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "GET /api/comms" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["smoke"] is True
+    assert {"cpus", "cpu_model", "python"} <= set(report["machine"])
+
+    relay = report["relay"]["summary"]
+    for proto in ("v1", "legacy"):
+        for case in ("comm", "stream"):
+            entry = relay[f"{proto}/{case}"]
+            assert set(entry) == {"msgs_per_s", "server_cpu_us_per_msg"}
+            for per in entry.values():
+                assert set(per) == {"stock", "ext", "stock_aa", "ratio_ext", "ratio_aa"}
+                assert per["stock"]["min"] <= per["stock"]["median"] <= per["stock"]["max"]
+        rt = relay[f"{proto}/roundtrip"]
+        assert set(rt) == {"p50_ms", "p95_ms", "server_cpu_us_per_roundtrip"}
+        for metric in ("p50_ms", "p95_ms"):
+            assert set(report["relay"]["browser"][f"{proto}/{metric}"]) == {
+                "stock",
+                "ext",
+                "ext_nagle",
+            }
+        fractions = report["tap_fractions"][proto]
+        assert set(fractions) == {"non_comm_out", "comm_out", "comm_roundtrip"}
+        assert all(v["fraction"] >= 0 for v in fractions.values())
+        # the replay counted every comm message it fed the tap and the watcher
+        counted = report["tap_replay"][proto]["counted"]
+        assert counted["to_kernel"] > 0 and counted["from_kernel"] > 0
+
+    api = report["api"]
+    assert api["listed"] == api["comms"] == 20
+    assert api["response_bytes"] > 0
+    for key in ("get_api_comms_idle", "get_api_comms_one_kernel_busy"):
+        assert {"p50_ms", "p95_ms", "n"} <= set(api[key])
+    assert api["comm_info_request_one_busy_ms"] > 0
+
+    (mem,) = report["memory"]
+    assert mem["comms"] == 1000 and mem["tracemalloc_bytes_per_comm"] > 0
+
+    dispatch = report["kernel_dispatch"]
+    assert dispatch["benchmark"] == "kernel_comm_dispatch"
+    assert set(dispatch["scenarios"]) == {"wire", "dispatch"}
