@@ -15,6 +15,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from .control import CommInfo, request_comm_info, send_comm_close
 from .protocol import CommMessage, from_zmq
 
 
@@ -45,6 +46,9 @@ class KernelWatcher:
         """(Re)subscribe; after a restart the kernel's ports may have changed."""
         self.close()
         stream = self.kernel_manager.connect_iopub()
+        # Unlimited: at the default high-water mark a burst of comm messages (10,000 widgets
+        # opened in a loop) would be dropped while the server is busy, and miscounted.
+        stream.socket.setsockopt(zmq.RCVHWM, 0)
         stream.socket.setsockopt(zmq.UNSUBSCRIBE, b"")
         for topic in self.topics:
             stream.socket.setsockopt(zmq.SUBSCRIBE, topic)
@@ -85,6 +89,14 @@ class KernelWatcher:
                 self.on_comm(self.kernel_id, comm)
         except Exception as e:
             self.on_problem(self.kernel_id, e)
+
+    async def comm_info(self, timeout: float) -> CommInfo:
+        """Ask the kernel which comms it holds."""
+        return await request_comm_info(self.kernel_manager, timeout)
+
+    def send_comm_close(self, comm_id: str) -> None:
+        """Tell the kernel a comm is closed."""
+        send_comm_close(self.kernel_manager, comm_id)
 
     def flush(self) -> None:
         """Handle the messages the socket already holds, now."""
