@@ -68,8 +68,14 @@ async def _request(km: Any, channel: str, msg_type: str, content: dict, timeout:
 async def request_comm_info(km: Any, timeout: float) -> CommInfo:
     """Ask a kernel which comms it holds (on control, so a busy kernel answers)."""
     asked_at = time.time()
-    reply = await _request(km, "control", "comm_info_request", {}, timeout)
-    content = reply.get("content") or {}
+    return comm_info_from_reply(
+        await _request(km, "control", "comm_info_request", {}, timeout), asked_at
+    )
+
+
+def comm_info_from_reply(reply: dict, asked_at: float) -> CommInfo:
+    """Read a `comm_info_reply`, keeping only well-formed entries."""
+    content = reply.get("content")
     comms = content.get("comms") if isinstance(content, dict) else None
     if not isinstance(comms, dict):
         comms = {}
@@ -93,13 +99,13 @@ def send_comm_close(km: Any, comm_id: str) -> None:
         stream.close()
 
 
-def comm_close_for_frontends(key: bytes, kernel_session: str | None, comm_id: str) -> dict:
+def comm_close_for_frontends(kernel_session: str | None, comm_id: str) -> dict:
     """A `comm_close` as the kernel would publish it on IOPub.
 
     @jupyterlab/services drops comm messages whose header session is not the kernel's, so
     it must carry the kernel's session id.
     """
-    session = Session(key=key, session=kernel_session or "", username="kernel")
+    session = Session(session=kernel_session or "", username="kernel")
     return session.msg("comm_close", {"comm_id": comm_id, "data": {}})
 
 

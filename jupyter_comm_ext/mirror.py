@@ -16,14 +16,8 @@ from traitlets import Bool, Float, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import registry as reg
-from .control import (
-    CommInfo,
-    KernelUnreachable,
-    comm_close_for_frontends,
-    request_comm_info,
-    send_comm_close,
-    write_to_frontend,
-)
+from .control import CommInfo, KernelUnreachable, comm_close_for_frontends, write_to_frontend
+from .gateway import GatewayKernelWatcher, is_remote
 from .protocol import BadFraming, CommMessage, InvalidUnicode, MalformedMessage
 from .registry import CommRecord, CommRegistry
 from .tap import RateLimitedLog
@@ -188,13 +182,15 @@ class CommMirror(LoggingConfigurable):
         if kernel_id in self.watchers or kernel_id not in self.kernel_manager:
             return
         km = self.kernel_manager.get_kernel(kernel_id)
-        self.watchers[kernel_id] = KernelWatcher(
-            kernel_id,
-            km,
-            self.iopub_topics,
-            self.kernel_sent,
-            self._kernel_problem,
-        )
+        if is_remote(km):
+            watcher: KernelWatcher | GatewayKernelWatcher = GatewayKernelWatcher(
+                kernel_id, km, self.kernel_sent, self._kernel_problem, self.pack
+            )
+        else:
+            watcher = KernelWatcher(
+                kernel_id, km, self.iopub_topics, self.kernel_sent, self._kernel_problem
+            )
+        self.watchers[kernel_id] = watcher
         self.registry.add_kernel(kernel_id)
         km.add_restart_callback(lambda: self.kernel_restarted(kernel_id), "restart")
         km.add_restart_callback(lambda: self.forget_kernel(kernel_id, "died"), "dead")
@@ -278,12 +274,12 @@ class CommMirror(LoggingConfigurable):
     async def reconcile(self, kernel_id: str) -> str | None:
         """Ask one kernel for its comms and merge the answer; an error message, or None."""
         try:
-            km = self.kernel_manager.get_kernel(kernel_id)
-            info = await request_comm_info(km, self.reconcile_timeout)
+            info = await self.watchers[kernel_id].comm_info(self.reconcile_timeout)
         except (KernelUnreachable, KeyError, RuntimeError) as e:
             self.log.info("Could not reconcile comms of kernel %s: %s", kernel_id, e)
             return str(e) or type(e).__name__
         if kernel_id in self.watchers:
+            km = self.kernel_manager.get_kernel(kernel_id)
             self.merge(kernel_id, info, idle=getattr(km, "execution_state", None) == "idle")
         return None
 
@@ -319,7 +315,7 @@ class CommMirror(LoggingConfigurable):
         if kernel_id not in self.kernel_manager:
             self.forget_kernel(kernel_id, "died")
             return False
-        km = self.kernel_manager.get_kernel(kernel_id)
+        self.ensure_watched(kernel_id)
         self.registry.close(record, reason, closed_by=username)
         self.emit(
             "culled" if reason == reg.CULLED else "force_closed",
@@ -328,12 +324,10 @@ class CommMirror(LoggingConfigurable):
             username=username,
         )
         try:
-            send_comm_close(km, comm_id)
+            self.watchers[kernel_id].send_comm_close(comm_id)
         except Exception as e:  # a kernel dying under us: the mirror is already right
             self.log.warning("Could not send comm_close to kernel %s: %r", kernel_id, e)
-        msg = comm_close_for_frontends(
-            km.session.key, await self.kernel_session(kernel_id), comm_id
-        )
+        msg = comm_close_for_frontends(await self.kernel_session(kernel_id), comm_id)
         for connection in list(self.connections.get(kernel_id, ())):
             try:
                 write_to_frontend(connection, msg, self.pack)
@@ -344,16 +338,14 @@ class CommMirror(LoggingConfigurable):
     async def kernel_session(self, kernel_id: str) -> str | None:
         """The kernel's Session id: learnt from its messages, else asked on control."""
         watcher = self.watchers.get(kernel_id)
-        if watcher is not None and watcher.kernel_session:
-            return watcher.kernel_session
+        if watcher is None or watcher.kernel_session:
+            return watcher and watcher.kernel_session
         try:
-            km = self.kernel_manager.get_kernel(kernel_id)
-            info = await request_comm_info(km, self.reconcile_timeout)
-        except (KernelUnreachable, KeyError, RuntimeError) as e:
+            info = await watcher.comm_info(self.reconcile_timeout)
+        except (KernelUnreachable, RuntimeError) as e:
             self.log.warning("Kernel %s did not tell its session id: %s", kernel_id, e)
             return None
-        if watcher is not None:
-            watcher.kernel_session = info.kernel_session
+        watcher.kernel_session = info.kernel_session
         return info.kernel_session
 
     # -- events ------------------------------------------------------------------------
