@@ -7,11 +7,13 @@ every rule about how a comm's life is recorded can be tested without either.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 #: Directions a comm message can travel, as used in the model's counters.
 TO_KERNEL = "to_kernel"
@@ -28,11 +30,28 @@ STATUSES = ("open", "closed", "orphaned", "all")
 ORIGINS = ("kernel", "frontend", "unknown")
 
 
+@lru_cache(maxsize=4096)
+def _isoformat_seconds(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def isoformat(timestamp: float | None) -> str | None:
-    """Format an epoch timestamp the way jupyter_server formats `last_activity`."""
+    """Format an epoch timestamp the way jupyter_server formats `last_activity`.
+
+    `GET /api/comms` formats three per comm: with 10,000 comms `datetime.strftime` alone
+    took ~60 ms.  The whole seconds are formatted once (cached), the microseconds rounded
+    exactly as `datetime.fromtimestamp` rounds them (half to even, carried into seconds).
+    """
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    frac, whole = math.modf(timestamp)
+    micro = round(frac * 1e6)
+    seconds = int(whole)
+    if micro >= 1_000_000:
+        seconds, micro = seconds + 1, micro - 1_000_000
+    elif micro < 0:
+        seconds, micro = seconds - 1, micro + 1_000_000
+    return f"{_isoformat_seconds(seconds)}.{micro:06d}Z"
 
 
 def parse_isoformat(value: object) -> float | None:
