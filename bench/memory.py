@@ -75,8 +75,8 @@ def measure(n: int) -> dict[str, Any]:
 def run(sizes: list[int], code: str | None = None) -> list[dict[str, Any]]:
     """Each size in its own interpreter, so one run's heap does not serve the next."""
     env = dict(os.environ)
-    if code:
-        env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")])
+    if code:  # `python -m` puts the cwd (the checkout) first: say where to import from
+        env["BENCH_CODE"] = code
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = []
     for n in sizes:
@@ -94,4 +94,6 @@ def run(sizes: list[int], code: str | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
+    if os.environ.get("BENCH_CODE"):
+        sys.path.insert(0, os.environ["BENCH_CODE"])
     print(json.dumps(measure(int(sys.argv[1]))))

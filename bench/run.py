@@ -318,6 +318,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     code = snapshot(args.code) if args.code and not os.path.isdir(args.code) else args.code
     if code:
         sys.path.insert(0, code)  # the in-process parts import the same code
+        import jupyter_comm_ext
+
+        assert jupyter_comm_ext.__file__.startswith(code), jupyter_comm_ext.__file__
     t0 = time.monotonic()
 
     def log(msg: str) -> None:

@@ -128,7 +128,10 @@ class Server:
         if self.code:
             env["PYTHONPATH"] = os.pathsep.join([self.code, env.get("PYTHONPATH", "")])
         self.log = open(os.path.join(self.dir, "server.log"), "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        # cwd: `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
