@@ -120,14 +120,15 @@ class TapMixin:
             return protocol.from_ws_v1(frame, protocol.v1_offsets(frame))
         return protocol.from_ws_legacy(frame, self.comm_mirror.pack)
 
-    def handle_outgoing_message(self, stream: Any, outgoing_msg: Any, *args: Any) -> None:
+    def handle_outgoing_message(self, *args: Any) -> None:
         """Relay a kernel message; a malformed one must not kill the ZMQ stream callback.
 
         pyzmq stops calling a stream's callback after it raises once, which would leave
-        every connected frontend without output until it reconnects.
+        every connected frontend without output until it reconnects.  (The arguments are
+        the wrapped class's: (stream, msg_list) for ZMQ, (message,) for the gateway's.)
         """
         try:
-            super().handle_outgoing_message(stream, outgoing_msg, *args)  # type: ignore[misc]
+            super().handle_outgoing_message(*args)  # type: ignore[misc]
         except Exception as e:
             self.comm_mirror.problems.warning(
                 f"outgoing:{self.kernel_id}",

@@ -54,7 +54,7 @@ def start_kernel(fetch_json: Any) -> Callable[[], Awaitable[str]]:
     return start
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "") -> Any:
+async def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
     """Poll `predicate` (sync or async) until it returns something truthy, bounded."""
     deadline = time.monotonic() + timeout
     while True:

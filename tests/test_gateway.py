@@ -1,0 +1,104 @@
+"""Kernels behind jupyter_server's gateway client: a second, stock server is the gateway."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import wait_for
+from jupyter_server.gateway.gateway_client import GatewayClient
+from test_force_close import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM
+from wsclient import KernelWS, comm_msgs
+
+TOKEN = "gateway-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    """A stock jupyter_server (our extension off) that serves kernels to the server under test."""
+    port = _free_port()
+    root = tmp_path_factory.mktemp("gateway")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            f"--IdentityProvider.token={TOKEN}",
+            "--ServerApp.jpserver_extensions=jupyter_comm_ext=False",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.open_browser=False",
+            "--allow-root",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("the gateway server did not start") from None
+            time.sleep(0.2)
+    yield url
+    GatewayClient.clear_instance()  # after the last server using it cleaned up
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config, gateway):
+    GatewayClient.clear_instance()  # a singleton: the server must make one with this config
+    jp_server_config.GatewayClient.url = gateway
+    jp_server_config.GatewayClient.auth_token = TOKEN
+    return jp_server_config
+
+
+async def test_remote_kernel_comms_are_mirrored_and_closed(
+    jp_fetch, fetch_json, jp_ws_fetch, start_kernel
+):
+    kernel_id = await start_kernel()
+    # the gateway's connection class enforces the legacy protocol
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "legacy")
+    await ws.execute(OPEN_WATCHED_COMM.format(target="remote"))
+    opened = await ws.recv(comm_msgs(ws, "comm_open"))
+    comm_id = opened["content"]["comm_id"]
+    (model,) = await wait_for(lambda: fetch_json("api", "comms"), what="mirrored")
+    assert (model["comm_id"], model["kernel_id"]) == (comm_id, kernel_id)
+    assert model["origin"] == "kernel" and model["messages"]["from_kernel"] == 1
+
+    await ws.execute("c.send({'n': 1})")
+    await ws.recv(comm_msgs(ws, "comm_msg", comm_id))
+    await wait_for(lambda: _from_kernel(fetch_json, comm_id, 2), what="counted once")
+
+    refreshed = await fetch_json("api", "comms", params={"refresh": "1"})
+    assert [m["comm_id"] for m in refreshed] == [comm_id]
+
+    await jp_fetch("api", "comms", comm_id, method="DELETE")
+    close = await ws.recv(comm_msgs(ws, "comm_close", comm_id), timeout=10)
+    assert close["header"]["session"] == opened["header"]["session"]
+    await ws.eventually(KERNEL_SAW_CLOSE)
+    assert (await fetch_json("api", "comms", comm_id))["status"] == "closed"
+    ws.close()
+
+
+async def _from_kernel(fetch_json, comm_id, n):
+    return (await fetch_json("api", "comms", comm_id))["messages"]["from_kernel"] == n
