@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,9 +71,13 @@ def rotated(items: list, r: int) -> list:
     return items[r:] + items[:r]
 
 
+_snapshots: list[str] = []
+
+
 def snapshot(ref: str) -> str:
     """A clean copy of the package at a git ref (others may be editing the checkout)."""
     out = tempfile.mkdtemp(prefix="bench-code-")
+    _snapshots.append(out)
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", ref, "jupyter_comm_ext"],
         capture_output=True,
@@ -358,7 +363,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--code", help="import jupyter_comm_ext from this directory, or a git ref to archive"
     )
     args = parser.parse_args(argv)
-    report = asyncio.run(amain(args))
+    try:
+        report = asyncio.run(amain(args))
+    finally:
+        for tmp in _snapshots:
+            shutil.rmtree(tmp, ignore_errors=True)
     print_table(report)
     path = args.json or ROOT / "bench" / "results" / time.strftime("run-%Y%m%d-%H%M%S.json")
     path.parent.mkdir(parents=True, exist_ok=True)
