@@ -8,6 +8,7 @@ lands in one `CommRegistry`, which the REST handlers and the culler read.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from typing import Any
 
@@ -167,6 +168,18 @@ class CommMirror(LoggingConfigurable):
     def add_connection(self, connection: Any) -> None:
         self.connections.setdefault(connection.kernel_id, set()).add(connection)
         self.ensure_watched(connection.kernel_id)
+
+    async def when_watched(self, kernel_id: str, connected: Any) -> Any:
+        """Finish a frontend's connection once the kernel's watcher is subscribed.
+
+        A frontend that connects right after the kernel started (a notebook opening) may
+        make the kernel open comms at once; their comm_open must not beat our subscription.
+        """
+        result = await connected if inspect.isawaitable(connected) else connected
+        watcher = self.watchers.get(kernel_id)
+        if watcher is not None:
+            await watcher.subscribed(self.reconcile_timeout)
+        return result
 
     def remove_connection(self, connection: Any) -> None:
         self.connections.get(connection.kernel_id, set()).discard(connection)

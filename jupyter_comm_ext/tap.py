@@ -61,7 +61,7 @@ class TapMixin:
         self.comm_mirror.add_connection(self)
         if self.comm_mirror.websocket_nodelay:
             self._set_nodelay()
-        return super().connect()  # type: ignore[misc]
+        return self.comm_mirror.when_watched(self.kernel_id, super().connect())  # type: ignore[misc]
 
     def _set_nodelay(self) -> None:
         """Send each websocket frame at once (see `CommMirror.websocket_nodelay`)."""

@@ -39,7 +39,7 @@ class KernelWatcher:
         #: sends to frontends on the kernel's behalf must carry it.
         self.kernel_session: str | None = None
         self.stream: Any = None
-        self.monitor: Any = None
+        self._handshake: asyncio.Future | None = None
         self.connect()
 
     def connect(self) -> None:
@@ -56,28 +56,25 @@ class KernelWatcher:
         self.stream = stream
         # Subscribing is asynchronous: whatever the kernel publishes before the handshake
         # is lost to us. `subscribed()` tells when it is done.
-        self.monitor = stream.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._handshake = asyncio.ensure_future(self._await_handshake(stream.socket))
+
+    async def _await_handshake(self, socket: zmq.Socket) -> None:
+        monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        try:
+            if isinstance(monitor, zmq.asyncio.Socket):  # else: no way to wait, go on
+                await monitor.recv_multipart()
+        finally:
+            if not socket.closed:
+                socket.disable_monitor()
+            monitor.close(linger=0)
 
     async def subscribed(self, timeout: float) -> bool:
         """Wait (bounded) for the subscription's handshake; False on timeout."""
-        monitor = self.monitor
-        if not isinstance(monitor, zmq.asyncio.Socket):  # a kernel manager without asyncio
-            self._close_monitor()
-            return True
         try:
-            await asyncio.wait_for(monitor.recv_multipart(), timeout)
+            await asyncio.wait_for(asyncio.shield(self._handshake), timeout)
             return True
         except asyncio.TimeoutError:
             return False
-        finally:
-            self._close_monitor()
-
-    def _close_monitor(self) -> None:
-        if self.monitor is not None:
-            if self.stream is not None and not self.stream.closed():
-                self.stream.socket.disable_monitor()
-            self.monitor.close(linger=0)
-            self.monitor = None
 
     def _on_recv(self, msg_list: list[bytes]) -> None:
         # Never raise: pyzmq stops calling a stream's callback after it raises once.
@@ -104,7 +101,8 @@ class KernelWatcher:
             self.stream.flush()
 
     def close(self) -> None:
-        self._close_monitor()
+        if self._handshake is not None:
+            self._handshake.cancel()
         if self.stream is not None and not self.stream.closed():
             self.stream.close()
         self.stream = None

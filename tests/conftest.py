@@ -21,9 +21,9 @@ def jp_server_config() -> Config:
             "ServerApp": {
                 "ip": "127.0.0.1",
                 "jpserver_extensions": {"jupyter_comm_ext": True},
-                "iopub_msg_rate_limit": 0,
-                "iopub_data_rate_limit": 0,
             },
+            # Rate limits off (they live on the connection class; ServerApp's are ignored).
+            "ZMQChannelsWebsocketConnection": {"limit_rate": False},
         }
     )
 

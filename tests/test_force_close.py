@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import wait_for
 from tornado.httpclient import HTTPClientError
-from wsclient import PROTOCOLS, KernelWS, comm_msgs
+from wsclient import PROTOCOLS, KernelWS, comm_msgs, widget_opened
 
 OPEN_WATCHED_COMM = """
 from comm import create_comm, get_comm_manager
@@ -150,12 +150,7 @@ async def test_force_close_ipywidgets_slider(
     kernel_id = await start_kernel()
     ws = await KernelWS.connect(jp_ws_fetch, kernel_id, protocol)
     await ws.execute("import ipywidgets; s = ipywidgets.IntSlider(value=3); cid = s.comm.comm_id")
-    opened = await ws.recv(
-        lambda m: (
-            comm_msgs(ws, "comm_open")(m)
-            and m["content"]["data"]["state"]["_model_name"] == "IntSliderModel"
-        )
-    )
+    opened = await ws.recv(widget_opened(ws, "IntSliderModel"))
     comm_id = opened["content"]["comm_id"]
     assert opened["content"]["target_name"] == "jupyter.widget"
     await ws.send(

@@ -57,31 +57,17 @@ from jupyter_server.services.kernels.connection.base import (
     serialize_msg_to_ws_v1,
 )
 from jupyter_server.utils import url_path_join
+from test_mirror import ECHO_TARGET, OPEN_KERNEL_COMM
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 from traitlets.config import Config
-from wsclient import PROTOCOLS, V1, KernelWS, comm_msgs
+from wsclient import PROTOCOLS, V1, KernelWS, comm_msgs, execute_content
 
 #: address space of a server run as a subprocess (and of its kernels, which inherit it);
 #: a server with a kernel needs about 260 MB of it.
 MEMORY_LIMIT = 768 << 20
 #: what "answers promptly" means here: stock takes 15 s and more in the hanging cases.
 PROMPT = 5.0
-
-ECHO_TARGET = """
-def _echo_target(comm, msg):
-    @comm.on_msg
-    def _echo(m):
-        comm.send({"echo": m["content"]["data"]}, buffers=m["buffers"])
-from comm import get_comm_manager
-get_comm_manager().register_target("echo", _echo_target)
-"""
-
-OPEN_KERNEL_COMM = """
-from comm import create_comm
-c = create_comm(target_name="probe", data={"x": 1})
-c.send({"n": 1}); c.send({"n": 2})
-"""
 
 #: Defines `_guard_inject(case)` in a kernel: publish one malformed message on its own IOPub
 #: socket, with a `comm-` topic so the mirror's watcher gets it as well as every frontend.
@@ -176,17 +162,6 @@ async def dropped(ws: KernelWS, timeout: float = PROMPT) -> bool:
         except asyncio.TimeoutError:
             break
     return False
-
-
-def execute_content(code: str) -> dict:
-    return {
-        "code": code,
-        "silent": False,
-        "store_history": False,
-        "user_expressions": {},
-        "allow_stdin": False,
-        "stop_on_error": True,
-    }
 
 
 def printed(text: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import wait_for
-from wsclient import PROTOCOLS, KernelWS, comm_msgs
+from wsclient import PROTOCOLS, KernelWS, comm_msgs, widget_opened
 
 OPEN_KERNEL_COMM = """
 from comm import create_comm
@@ -143,12 +143,7 @@ async def test_ipywidgets_slider_counts_move(fetch_json, jp_ws_fetch, start_kern
     kernel_id = await start_kernel()
     ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
     await ws.execute("import ipywidgets; s = ipywidgets.IntSlider(value=1)")
-    opened = await ws.recv(
-        lambda m: (
-            comm_msgs(ws, "comm_open")(m)
-            and m["content"]["data"]["state"]["_model_name"] == "IntSliderModel"
-        )
-    )
+    opened = await ws.recv(widget_opened(ws, "IntSliderModel"))
     comm_id = opened["content"]["comm_id"]
     before = await wait_for(lambda: _messages_seen(fetch_json, comm_id, 0), what="slider")
     assert before["target_name"] == "jupyter.widget"

@@ -128,17 +128,7 @@ class KernelWS:
 
     async def execute(self, code: str, timeout: float = 60) -> dict:
         """Run code; return the execute_reply after the kernel went idle again."""
-        req = await self.send(
-            "execute_request",
-            {
-                "code": code,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-                "stop_on_error": True,
-            },
-        )
+        req = await self.send("execute_request", execute_content(code))
         msg_id = req["header"]["msg_id"]
         reply = await self.recv(lambda m: _reply_to(m, msg_id, "execute_reply"), timeout)
         await self.recv(
@@ -152,13 +142,7 @@ class KernelWS:
         """The repr of an expression evaluated in the kernel (via user_expressions)."""
         req = await self.send(
             "execute_request",
-            {
-                "code": "",
-                "silent": True,
-                "store_history": False,
-                "user_expressions": {"x": expression},
-                "allow_stdin": False,
-            },
+            execute_content("", silent=True, user_expressions={"x": expression}),
         )
         msg_id = req["header"]["msg_id"]
         reply = await self.recv(lambda m: _reply_to(m, msg_id, "execute_reply"), timeout)
@@ -177,6 +161,26 @@ class KernelWS:
 
     def close(self) -> None:
         self.ws.close()
+
+
+def execute_content(code: str, **overrides: Any) -> dict:
+    """The content of an execute_request, as a frontend sends it."""
+    content = {
+        "code": code,
+        "silent": False,
+        "store_history": False,
+        "user_expressions": {},
+        "allow_stdin": False,
+        "stop_on_error": True,
+    }
+    content.update(overrides)
+    return content
+
+
+def widget_opened(ws: KernelWS, model_name: str) -> Callable[[dict], bool]:
+    """A matcher for the comm_open of an ipywidgets model (a slider opens a style first)."""
+    is_open = comm_msgs(ws, "comm_open")
+    return lambda m: is_open(m) and m["content"]["data"]["state"]["_model_name"] == model_name
 
 
 def _reply_to(msg: dict, msg_id: str, msg_type: str) -> bool:
