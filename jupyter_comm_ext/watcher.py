@@ -14,9 +14,13 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from jupyter_client.connect import ConnectionFileMixin
 
 from .control import CommInfo, request_comm_info, send_comm_close
 from .protocol import CommMessage, from_zmq
+
+#: most messages handled per wake-up before yielding to the rest of the server
+BATCH = 500
 
 
 class KernelWatcher:
@@ -38,25 +42,40 @@ class KernelWatcher:
         #: the kernel's own Session id, learnt from its messages: a comm_close the server
         #: sends to frontends on the kernel's behalf must carry it.
         self.kernel_session: str | None = None
-        self.stream: Any = None
+        self.socket: Any = None
+        self._reader: asyncio.Future | None = None
         self._handshake: asyncio.Future | None = None
         self.connect()
 
     def connect(self) -> None:
         """(Re)subscribe; after a restart the kernel's ports may have changed."""
         self.close()
-        stream = self.kernel_manager.connect_iopub()
+        # The plain connect_iopub of jupyter_client, not the ZMQStream-returning override:
+        # an asyncio socket lets one wake-up read every message already queued.
+        socket = ConnectionFileMixin.connect_iopub(self.kernel_manager)
         # Unlimited: at the default high-water mark a burst of comm messages (10,000 widgets
         # opened in a loop) would be dropped while the server is busy, and miscounted.
-        stream.socket.setsockopt(zmq.RCVHWM, 0)
-        stream.socket.setsockopt(zmq.UNSUBSCRIBE, b"")
+        socket.setsockopt(zmq.RCVHWM, 0)
+        socket.setsockopt(zmq.UNSUBSCRIBE, b"")
         for topic in self.topics:
-            stream.socket.setsockopt(zmq.SUBSCRIBE, topic)
-        stream.on_recv(self._on_recv)
-        self.stream = stream
+            socket.setsockopt(zmq.SUBSCRIBE, topic)
+        self.socket = socket
+        self._reader = asyncio.ensure_future(self._read(socket))
         # Subscribing is asynchronous: whatever the kernel publishes before the handshake
         # is lost to us. `subscribed()` tells when it is done.
-        self._handshake = asyncio.ensure_future(self._await_handshake(stream.socket))
+        self._handshake = asyncio.ensure_future(self._await_handshake(socket))
+
+    async def _read(self, socket: zmq.asyncio.Socket) -> None:
+        try:
+            while True:
+                self._on_recv(await socket.recv_multipart())
+                for _ in range(BATCH):  # what is already queued, without another wake-up
+                    try:
+                        self._on_recv(await socket.recv_multipart(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+        except zmq.ZMQError:  # closed under us: the kernel is gone or restarting
+            return
 
     async def _await_handshake(self, socket: zmq.Socket) -> None:
         monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
@@ -97,12 +116,18 @@ class KernelWatcher:
 
     def flush(self) -> None:
         """Handle the messages the socket already holds, now."""
-        if self.stream is not None and not self.stream.closed():
-            self.stream.flush()
+        if self.socket is None or self.socket.closed:
+            return
+        for _ in range(BATCH):
+            try:
+                self._on_recv(self.socket.recv_multipart(zmq.NOBLOCK).result())
+            except zmq.Again:
+                break
 
     def close(self) -> None:
-        if self._handshake is not None:
-            self._handshake.cancel()
-        if self.stream is not None and not self.stream.closed():
-            self.stream.close()
-        self.stream = None
+        for task in (self._handshake, self._reader):
+            if task is not None:
+                task.cancel()
+        if self.socket is not None and not self.socket.closed:
+            self.socket.close(linger=0)
+        self.socket = None
