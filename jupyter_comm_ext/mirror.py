@@ -95,11 +95,12 @@ class CommMirror(LoggingConfigurable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.registry = CommRegistry(self.max_comms_per_kernel, self.max_closed_history)
-        self.watchers: dict[str, KernelWatcher] = {}
+        self.watchers: dict[str, KernelWatcher | GatewayKernelWatcher] = {}
         self.connections: dict[str, set[Any]] = {}
         self.problems = RateLimitedLog(self.log)
         self.pack = Session().pack
         self._reconciles: dict[str, asyncio.Task] = {}
+        self._restart_callbacks: dict[str, tuple[Any, dict[str, Any]]] = {}
         if self.event_logger is not None:
             self.event_logger.add_listener(
                 schema_id=KERNEL_ACTIONS_SCHEMA, listener=self._on_kernel_action
@@ -205,8 +206,13 @@ class CommMirror(LoggingConfigurable):
             )
         self.watchers[kernel_id] = watcher
         self.registry.add_kernel(kernel_id)
-        km.add_restart_callback(lambda: self.kernel_restarted(kernel_id), "restart")
-        km.add_restart_callback(lambda: self.forget_kernel(kernel_id, "died"), "dead")
+        callbacks = {
+            "restart": lambda: self.kernel_restarted(kernel_id),
+            "dead": lambda: self.forget_kernel(kernel_id, "died"),
+        }
+        for event, callback in callbacks.items():
+            km.add_restart_callback(callback, event)
+        self._restart_callbacks[kernel_id] = (km, callbacks)
         self._first_contact(kernel_id)
 
     def _first_contact(self, kernel_id: str) -> None:
@@ -233,6 +239,9 @@ class CommMirror(LoggingConfigurable):
         watcher = self.watchers.pop(kernel_id, None)
         if watcher is not None:
             watcher.close()
+        km, callbacks = self._restart_callbacks.pop(kernel_id, (None, {}))
+        for event, callback in callbacks.items():
+            km.remove_restart_callback(callback, event)
         task = self._reconciles.pop(kernel_id, None)
         if task is not None:
             task.cancel()

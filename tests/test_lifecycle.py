@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from conftest import wait_for
 from test_admin import extension
-from wsclient import KernelWS, comm_msgs
+from wsclient import KernelWS, comm_msgs, execute_content
 
 OPEN = "from comm import create_comm; cs = [create_comm(target_name='t') for _ in range(2)]"
 
@@ -118,4 +119,37 @@ async def test_first_contact_with_a_running_kernel_reconciles(
     await ws.execute("cs[0].close()")
     await ws.recv(comm_msgs(ws, "comm_close"))
     await wait_for(lambda: _open_count(fetch_json, kernel_id, 1), what="one closed")
+    ws.close()
+
+
+async def test_refresh_answers_while_the_kernel_is_busy(fetch_json, jp_ws_fetch, start_kernel):
+    kernel_id = await start_kernel()
+    ws = await open_comms(jp_ws_fetch, fetch_json, kernel_id)
+    busy = await ws.send("execute_request", execute_content("import time; time.sleep(8)"))
+    await ws.recv(
+        lambda m: (
+            m["header"]["msg_type"] == "status"
+            and m["parent_header"].get("msg_id") == busy["header"]["msg_id"]
+        )
+    )
+    started = time.monotonic()
+    models = await fetch_json("api", "comms", params={"refresh": "1"})
+    assert time.monotonic() - started < 6  # asked on control: no wait for the cell
+    assert len(models) == 2
+    ws.close()
+
+
+async def test_closing_a_comm_of_a_dying_kernel_is_clean(
+    jp_serverapp, jp_fetch, fetch_json, jp_ws_fetch, start_kernel
+):
+    kernel_id = await start_kernel()
+    ws = await open_comms(jp_ws_fetch, fetch_json, kernel_id)
+    comm_id = (await fetch_json("api", "comms"))[0]["comm_id"]
+    km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
+    os.kill(km.provisioner.process.pid, signal.SIGKILL)
+    code = await _code(jp_fetch, "api", "comms", comm_id, method="DELETE")
+    # closed cleanly, or already closed by the restart: never a 500, never a ghost
+    assert code in (204, 404)
+    await wait_for(lambda: _open_count(fetch_json, kernel_id, 0), timeout=30, what="no ghost")
+    assert (await fetch_json("api", "comms", comm_id))["status"] == "closed"
     ws.close()
