@@ -8,8 +8,11 @@ and never raises into the relay: an error inside it is logged (rate-limited) and
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import TYPE_CHECKING, Any
+
+from tornado.ioloop import IOLoop
 
 from . import protocol
 from .protocol import V1_SUBPROTOCOL, BadFraming, MalformedMessage
@@ -57,9 +60,16 @@ class TapMixin:
         handler = self.websocket_handler
         return getattr(handler, "selected_subprotocol", None) == V1_SUBPROTOCOL
 
+    #: seconds within which held frames are pushed out (0: never, or TCP_NODELAY is set)
+    _push_interval: float = 0
+    #: the timer that will push this websocket's held frames out (see `_push`)
+    _push_pending: Any = None
+
     def connect(self) -> Any:
-        self.comm_mirror.add_connection(self)
-        if self.comm_mirror.websocket_nodelay:
+        mirror = self.comm_mirror
+        mirror.add_connection(self)
+        self._push_interval = mirror.websocket_push_interval if mirror.websocket_nodelay else 0
+        if mirror.websocket_nodelay and not self._push_interval:
             self._set_nodelay()
         return self.comm_mirror.when_watched(self.kernel_id, super().connect())  # type: ignore[misc]
 
@@ -136,6 +146,23 @@ class TapMixin:
                 self.kernel_id,
                 e,
             )
+        if self._push_interval and self._push_pending is None:
+            self._push_pending = IOLoop.current().call_later(self._push_interval, self._push)
+
+    def _push(self) -> None:
+        """Send what Nagle's algorithm holds: setting TCP_NODELAY pushes pending segments,
+        clearing it again lets the next frames coalesce (see `CommMirror.websocket_nodelay`).
+        """
+        self._push_pending = None
+        conn = self.websocket_handler.ws_connection if self.websocket_handler else None
+        sock = conn.stream.socket if conn is not None and conn.stream is not None else None
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        except OSError:
+            pass
 
 
 def tap_connection_class(cls: type, mirror: CommMirror) -> type:
