@@ -93,10 +93,10 @@ class CommMirror(LoggingConfigurable):
     websocket_push_interval = Float(
         0.001,
         config=True,
-        help="""With `websocket_nodelay`: push out frames that Nagle's algorithm holds at
-        most this many seconds after they were written, so frames written together still
-        leave together (less CPU in floods than one segment per frame). 0 sets TCP_NODELAY
-        instead: every frame leaves at once, as its own segment.""",
+        help="""With `websocket_nodelay`: once a websocket's frames stop for this many
+        seconds, push out what Nagle's algorithm still holds. Frames written together still
+        leave together, and a flood is left to Nagle (less CPU than one segment per frame).
+        0 sets TCP_NODELAY instead: every frame leaves at once, as its own segment.""",
     )
 
     kernel_manager = Instance("jupyter_server.services.kernels.kernelmanager.MappingKernelManager")

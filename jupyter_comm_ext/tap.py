@@ -64,6 +64,8 @@ class TapMixin:
     _push_interval: float = 0
     #: the timer that will push this websocket's held frames out (see `_push`)
     _push_pending: Any = None
+    #: event-loop time of the last frame written
+    _last_write: float = 0.0
 
     def connect(self) -> Any:
         mirror = self.comm_mirror
@@ -146,13 +148,22 @@ class TapMixin:
                 self.kernel_id,
                 e,
             )
-        if self._push_interval and self._push_pending is None:
-            self._push_pending = IOLoop.current().call_later(self._push_interval, self._push)
+        if self._push_interval:
+            loop = IOLoop.current()
+            self._last_write = loop.time()
+            if self._push_pending is None:
+                self._push_pending = loop.call_later(self._push_interval, self._push)
 
     def _push(self) -> None:
-        """Send what Nagle's algorithm holds: setting TCP_NODELAY pushes pending segments,
-        clearing it again lets the next frames coalesce (see `CommMirror.websocket_nodelay`).
+        """Send what Nagle's algorithm holds once the frames stop: setting TCP_NODELAY pushes
+        pending segments, clearing it again lets the next frames coalesce (see
+        `CommMirror.websocket_nodelay`).  While frames keep coming, Nagle is left to pack them.
         """
+        loop = IOLoop.current()
+        quiet = loop.time() - self._last_write
+        if quiet < self._push_interval:
+            self._push_pending = loop.call_later(self._push_interval - quiet, self._push)
+            return
         self._push_pending = None
         conn = self.websocket_handler.ws_connection if self.websocket_handler else None
         sock = conn.stream.socket if conn is not None and conn.stream is not None else None
