@@ -153,3 +153,8 @@ async def test_closing_a_comm_of_a_dying_kernel_is_clean(
     await wait_for(lambda: _open_count(fetch_json, kernel_id, 0), timeout=30, what="no ghost")
     assert (await fetch_json("api", "comms", comm_id))["status"] == "closed"
     ws.close()
+    # let the automatic restart finish: shutting down a kernel mid-restart trips
+    # jupyter_client (InvalidStateError on km.ready) in the server's cleanup
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
+    await ws.execute("1")
+    ws.close()
