@@ -2,73 +2,28 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 from conftest import wait_for
 from jupyter_server.gateway.gateway_client import GatewayClient
 from test_force_close import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM
+from test_guard import ServerProcess
 from wsclient import KernelWS, comm_msgs
-
-TOKEN = "gateway-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     """A stock jupyter_server (our extension off) that serves kernels to the server under test."""
-    port = _free_port()
-    root = tmp_path_factory.mktemp("gateway")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            f"--IdentityProvider.token={TOKEN}",
-            "--ServerApp.jpserver_extensions=jupyter_comm_ext=False",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.open_browser=False",
-            "--allow-root",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("the gateway server did not start") from None
-            time.sleep(0.2)
-    yield url
+    server = ServerProcess(tmp_path_factory.mktemp("gateway"), extension=False)
+    yield server
     GatewayClient.clear_instance()  # after the last server using it cleaned up
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server.stop()
 
 
 @pytest.fixture
 def jp_server_config(jp_server_config, gateway):
     GatewayClient.clear_instance()  # a singleton: the server must make one with this config
-    jp_server_config.GatewayClient.url = gateway
-    jp_server_config.GatewayClient.auth_token = TOKEN
+    jp_server_config.GatewayClient.url = gateway.url
+    jp_server_config.GatewayClient.auth_token = gateway.token
     return jp_server_config
 
 
