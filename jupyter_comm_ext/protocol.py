@@ -57,7 +57,6 @@ class CommMessage:
     nbytes: int
     target_name: str | None = None
     target_module: str | None = None
-    msg_id: str | None = None
     session: str | None = None
 
 
@@ -90,7 +89,6 @@ def comm_message(header: Any, content: Any, nbytes: int) -> CommMessage | None:
         target_name=_checked_str(content, "target_name", required=is_open),
         target_module=_checked_str(content, "target_module", required=False) if is_open else None,
         nbytes=nbytes,
-        msg_id=header.get("msg_id") if isinstance(header.get("msg_id"), str) else None,
         session=header.get("session") if isinstance(header.get("session"), str) else None,
     )
 
@@ -107,16 +105,23 @@ def _loads(part: bytes | str, what: str) -> Any:
         raise MalformedMessage(f"{what} is not JSON: {e}") from e
 
 
+def _read(header: bytes, content: Callable[[], bytes], nbytes: int) -> CommMessage | None:
+    """The comm message with this header frame; `content` is sliced only for comm messages."""
+    if _COMM_MARK not in header:
+        return None
+    parsed = _loads(header, "header")
+    if not isinstance(parsed, dict) or parsed.get("msg_type") not in COMM_MSG_TYPES:
+        return None
+    return comm_message(parsed, _loads(content(), "content"), nbytes)
+
+
 def from_parts(parts: Sequence[bytes]) -> CommMessage | None:
     """Read ``[header, parent, metadata, content, *buffers]`` (ZMQ frames or v1 parts)."""
     if not parts or _COMM_MARK not in parts[0]:
         return None
     if len(parts) < 4:
         raise MalformedMessage(f"message has {len(parts)} parts, fewer than 4")
-    header = _loads(parts[0], "header")
-    if not isinstance(header, dict) or header.get("msg_type") not in COMM_MSG_TYPES:
-        return None
-    return comm_message(header, _loads(parts[3], "content"), sum(len(p) for p in parts))
+    return _read(parts[0], lambda: parts[3], sum(len(p) for p in parts))
 
 
 def from_zmq(msg_list: Sequence[bytes]) -> CommMessage | None:
@@ -168,14 +173,12 @@ def from_ws_v1(frame: bytes, offsets: list[int]) -> tuple[str, CommMessage | Non
     channel = frame[offsets[0] : offsets[1]].decode("utf-8", "replace")
     if len(offsets) < 6:  # channel + 4 parts need 6 offsets
         return channel, None
-    header = frame[offsets[1] : offsets[2]]
-    if _COMM_MARK not in header:
-        return channel, None
-    header = _loads(header, "header")
-    if not isinstance(header, dict) or header.get("msg_type") not in COMM_MSG_TYPES:
-        return channel, None
-    content = _loads(frame[offsets[4] : offsets[5]], "content")
-    return channel, comm_message(header, content, offsets[-1] - offsets[1])
+    comm = _read(
+        frame[offsets[1] : offsets[2]],
+        lambda: frame[offsets[4] : offsets[5]],
+        offsets[-1] - offsets[1],
+    )
+    return channel, comm
 
 
 def from_ws_legacy(

@@ -174,15 +174,14 @@ class CommRegistry:
 
     # -- reading ---------------------------------------------------------------------
 
-    def get(self, comm_id: str, kernel_id: str | None = None) -> CommRecord | None:
-        """A live record by id (any kernel unless one is named), else the newest closed one."""
-        kernels = [kernel_id] if kernel_id is not None else list(self._live)
-        for kid in kernels:
-            record = self._live.get(kid, {}).get(comm_id)
+    def get(self, comm_id: str) -> CommRecord | None:
+        """A live record by id, else the newest closed one."""
+        for comms in self._live.values():
+            record = comms.get(comm_id)
             if record is not None:
                 return record
         for record in reversed(self._closed):
-            if record.comm_id == comm_id and kernel_id in (None, record.kernel_id):
+            if record.comm_id == comm_id:
                 return record
         return None
 
