@@ -198,8 +198,8 @@ def from_ws_legacy(
         legacy_offsets(frame)
         try:
             msg = deserialize_binary_message(frame)
-        except (ValueError, TypeError, UnicodeDecodeError) as e:
-            raise MalformedMessage(f"bad binary message: {e}") from e
+        except Exception as e:  # stock's parser raises whatever the bytes lead it to
+            raise MalformedMessage(f"bad binary message: {e!r}") from e
         buffers = msg.get("buffers") or []
     if not isinstance(msg, dict):
         raise MalformedMessage("message is not a JSON object")

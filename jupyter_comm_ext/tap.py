@@ -91,8 +91,8 @@ class TapMixin:
         mirror = self.comm_mirror
         try:
             channel, comm = self._read_incoming(incoming_msg)
-        except MalformedMessage as e:
-            if mirror.refuses(e):
+        except Exception as e:  # malformed, or a reader bug: neither may cost the frame
+            if isinstance(e, MalformedMessage) and mirror.refuses(e):
                 mirror.problems.warning(
                     f"refused:{self.kernel_id}",
                     "Refused a malformed frame from session %s to kernel %s: %s",
@@ -123,7 +123,10 @@ class TapMixin:
             )
             return
         if comm is not None and channel in (None, "shell"):
-            mirror.frontend_sent(self, comm)
+            try:
+                mirror.frontend_sent(self, comm)
+            except Exception:  # the frame is relayed; a mirror bug must not drop the websocket
+                mirror.log.exception("Could not mirror a comm message to kernel %s", self.kernel_id)
 
     def _read_incoming(self, frame: str | bytes) -> tuple[str | None, protocol.CommMessage | None]:
         if self.is_v1:

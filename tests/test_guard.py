@@ -59,7 +59,7 @@ from jupyter_server.services.kernels.connection.base import (
 from jupyter_server.utils import url_path_join
 from test_mirror import ECHO_TARGET, OPEN_KERNEL_COMM
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from tornado.websocket import websocket_connect
+from tornado.websocket import WebSocketClosedError, websocket_connect
 from traitlets.config import Config
 from wsclient import PROTOCOLS, V1, KernelWS, comm_msgs, execute_content
 
@@ -634,14 +634,17 @@ async def test_generated_frames_never_break_the_relay(guarded_server, protocol):
     frames = generated(v1_frames() if protocol == "v1" else legacy_frames(), 200)
     assert len(frames) > 100
     batch = 25
-    for start in range(0, len(frames), batch):
-        for frame in frames[start : start + batch]:
-            await ws.write(frame)
-        assert await server.status_answers(), (
-            f"server stopped answering after one of {frames[start : start + batch]!r}"
-        )
-    # the same websocket still relays both ways, and the mirror still mirrors
-    await ws.run("1", timeout=2 * PROMPT)
+    try:
+        for start in range(0, len(frames), batch):
+            for frame in frames[start : start + batch]:
+                await ws.write(frame)
+            assert await server.status_answers(), (
+                f"server stopped answering after one of {frames[start : start + batch]!r}"
+            )
+        # the same websocket still relays both ways, and the mirror still mirrors
+        await ws.run("1", timeout=2 * PROMPT)
+    except (ConnectionError, WebSocketClosedError) as e:
+        raise AssertionError(f"websocket closed; server log:\n{server.log_since(mark)}") from e
     comm_id = f"after-generated-{protocol}"
     await echo_round_trip(ws, comm_id)
     await wait_for(
