@@ -66,10 +66,13 @@ class TapMixin:
     _push_pending: Any = None
     #: event-loop time of the last frame written
     _last_write: float = 0.0
+    #: the connection's IOLoop (looking it up per message costs more than the rest of the tap)
+    _loop: Any = None
 
     def connect(self) -> Any:
         mirror = self.comm_mirror
         mirror.add_connection(self)
+        self._loop = IOLoop.current()
         self._push_interval = mirror.websocket_push_interval if mirror.websocket_nodelay else 0
         if mirror.websocket_nodelay and not self._push_interval:
             self._set_nodelay()
@@ -152,20 +155,18 @@ class TapMixin:
                 e,
             )
         if self._push_interval:
-            loop = IOLoop.current()
-            self._last_write = loop.time()
+            self._last_write = self._loop.time()
             if self._push_pending is None:
-                self._push_pending = loop.call_later(self._push_interval, self._push)
+                self._push_pending = self._loop.call_later(self._push_interval, self._push)
 
     def _push(self) -> None:
         """Send what Nagle's algorithm holds once the frames stop: setting TCP_NODELAY pushes
         pending segments, clearing it again lets the next frames coalesce (see
         `CommMirror.websocket_nodelay`).  While frames keep coming, Nagle is left to pack them.
         """
-        loop = IOLoop.current()
-        quiet = loop.time() - self._last_write
+        quiet = self._loop.time() - self._last_write
         if quiet < self._push_interval:
-            self._push_pending = loop.call_later(self._push_interval - quiet, self._push)
+            self._push_pending = self._loop.call_later(self._push_interval - quiet, self._push)
             return
         self._push_pending = None
         conn = self.websocket_handler.ws_connection if self.websocket_handler else None

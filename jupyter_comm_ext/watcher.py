@@ -43,6 +43,7 @@ class KernelWatcher:
         #: sends to frontends on the kernel's behalf must carry it.
         self.kernel_session: str | None = None
         self.socket: Any = None
+        self._queued: Any = None
         self._reader: asyncio.Future | None = None
         self._handshake: asyncio.Future | None = None
         self.connect()
@@ -60,6 +61,9 @@ class KernelWatcher:
         for topic in self.topics:
             socket.setsockopt(zmq.SUBSCRIBE, topic)
         self.socket = socket
+        # The same socket without asyncio's wrapper, for draining what is already queued: a
+        # non-blocking receive through the wrapper makes a Future per message.
+        self._queued = zmq.Socket.shadow(socket.underlying)
         self._reader = asyncio.ensure_future(self._read(socket))
         # Subscribing is asynchronous: whatever the kernel publishes before the handshake
         # is lost to us. `subscribed()` tells when it is done.
@@ -69,11 +73,10 @@ class KernelWatcher:
         try:
             while True:
                 self._on_recv(await socket.recv_multipart())
-                for _ in range(BATCH):  # what is already queued, without another wake-up
-                    try:
-                        self._on_recv(await socket.recv_multipart(zmq.NOBLOCK))
-                    except zmq.Again:
-                        break
+                # what is already queued, without another wake-up; in a flood, let the
+                # rest of the server run between batches
+                if self.flush() == BATCH:
+                    await asyncio.sleep(0)
         except zmq.ZMQError:  # closed under us: the kernel is gone or restarting
             return
 
@@ -114,15 +117,16 @@ class KernelWatcher:
         """Tell the kernel a comm is closed."""
         send_comm_close(self.kernel_manager, comm_id)
 
-    def flush(self) -> None:
-        """Handle the messages the socket already holds, now."""
+    def flush(self) -> int:
+        """Handle the messages the socket already holds (at most `BATCH`), now."""
         if self.socket is None or self.socket.closed:
-            return
-        for _ in range(BATCH):
+            return 0
+        for handled in range(BATCH):
             try:
-                self._on_recv(self.socket.recv_multipart(zmq.NOBLOCK).result())
+                self._on_recv(self._queued.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
-                break
+                return handled
+        return BATCH
 
     def close(self) -> None:
         for task in (self._handshake, self._reader):
