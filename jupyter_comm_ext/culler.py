@@ -86,7 +86,7 @@ class CommCuller(LoggingConfigurable):
         mirror = self.mirror
         mirror.sync_kernels()
         if self.cull_orphaned:
-            kernels = mirror.registry.kernels_with_frontend_closes()
+            kernels = mirror.registry.kernels_told_to_close()
             if kernels:
                 await mirror.refresh(kernels)
         now = time.time()

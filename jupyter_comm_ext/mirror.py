@@ -167,7 +167,7 @@ class CommMirror(LoggingConfigurable):
         record.count(direction, comm.nbytes, now)
         if comm.msg_type == "comm_close":
             if direction == reg.TO_KERNEL:
-                record.frontend_closed = True
+                record.kernel_told = True
                 reason = reg.CLOSED_BY_FRONTEND
             else:
                 reason = reg.CLOSED_BY_KERNEL
@@ -349,6 +349,7 @@ class CommMirror(LoggingConfigurable):
             return False
         self.ensure_watched(kernel_id)
         self.registry.close(record, reason, closed_by=username)
+        record.kernel_told = True
         self.emit(
             "culled" if reason == reg.CULLED else "force_closed",
             record,

@@ -87,9 +87,9 @@ class CommRecord:
     closed_at: float | None = None
     close_reason: str | None = None
     closed_by: str | None = None
-    #: set when a frontend closed the comm: a reconcile that still finds it in the kernel
-    #: turns the record into an orphan.
-    frontend_closed: bool = False
+    #: set when the kernel was sent comm_close (by a frontend, or by us force-closing): a
+    #: reconcile that still finds it in the idle kernel later turns the record into an orphan.
+    kernel_told: bool = False
 
     def count(self, direction: str, nbytes: int, now: float) -> None:
         """Count one comm message of this comm."""
@@ -196,9 +196,9 @@ class CommRegistry:
         """Every open or orphaned record, as a list (callers may close as they go)."""
         return [r for comms in self._live.values() for r in comms.values()]
 
-    def kernels_with_frontend_closes(self) -> list[str]:
-        """Kernels with comms a frontend closed: where orphans may hide."""
-        return sorted({r.kernel_id for r in self._closed if r.frontend_closed})
+    def kernels_told_to_close(self) -> list[str]:
+        """Kernels sent comm_close for some of their comms: where orphans may hide."""
+        return sorted({r.kernel_id for r in self._closed if r.kernel_told})
 
     def records(self) -> Iterator[CommRecord]:
         """Every record: live ones, then closed history."""
@@ -304,24 +304,30 @@ class CommRegistry:
         """Fold a kernel's `comm_info_reply` in; returns (opened, closed) records.
 
         - a reported comm we do not track is added (origin as the kernel says, if it
-          says, else "unknown"); one a frontend closed before `orphan_before` becomes an
-          orphan: every frontend thinks it gone, the kernel still holds it;
+          says, else "unknown"), unless it closed since we asked (the reply is older than
+          the close) or the kernel was told to close it: then it becomes an orphan once
+          the kernel, idle since `orphan_before`, still holds it (every frontend thinks
+          it gone), and is left alone before (the close may sit unread in the shell queue);
         - a tracked comm the kernel no longer reports is closed, unless a frontend opened
           it after we asked or it may still sit unread in the kernel's shell queue.
         """
         live = self._live.setdefault(kernel_id, {})
         opened: list[CommRecord] = []
         closed: list[CommRecord] = []
-        for comm_id, info in reported.items():
-            if comm_id in live:
+        unseen = [comm_id for comm_id in reported if comm_id not in live]
+        # the latest closed record of each comm of this kernel (history is bounded)
+        was_closed = {r.comm_id: r for r in self._closed if unseen and r.kernel_id == kernel_id}
+        for comm_id in unseen:
+            record = was_closed.get(comm_id)
+            if record is not None and (record.closed_at or 0.0) >= asked_at:
                 continue
-            record = self._closed_frontend_record(kernel_id, comm_id, orphan_before)
-            if record is not None:
-                self._closed.remove(record)
-                record.status = "orphaned"
-                live[comm_id] = record
+            if record is not None and record.kernel_told:
+                if orphan_before is not None and (record.closed_at or 0.0) <= orphan_before:
+                    self._closed.remove(record)
+                    record.status = "orphaned"
+                    live[comm_id] = record
                 continue
-            record = self._adopt(kernel_id, comm_id, info)
+            record = self._adopt(kernel_id, comm_id, reported[comm_id])
             if record is not None:
                 opened.append(record)
         for record in list(live.values()):
@@ -335,17 +341,6 @@ class CommRegistry:
                 continue
             closed.append(record)
         return opened, closed
-
-    def _closed_frontend_record(
-        self, kernel_id: str, comm_id: str, before: float | None
-    ) -> CommRecord | None:
-        if before is None:
-            return None
-        for record in reversed(self._closed):
-            if record.comm_id == comm_id and record.kernel_id == kernel_id:
-                closed_at = record.closed_at or 0.0
-                return record if record.frontend_closed and closed_at <= before else None
-        return None
 
     def _adopt(self, kernel_id: str, comm_id: str, info: dict) -> CommRecord | None:
         """Track a comm first heard of from the kernel itself."""
