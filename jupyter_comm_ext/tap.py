@@ -128,8 +128,13 @@ class TapMixin:
         if comm is not None and channel in (None, "shell"):
             try:
                 mirror.frontend_sent(self, comm)
-            except Exception:  # the frame is relayed; a mirror bug must not drop the websocket
-                mirror.log.exception("Could not mirror a comm message to kernel %s", self.kernel_id)
+            except Exception as e:  # the frame is relayed; a mirror bug must not drop the websocket
+                mirror.problems.warning(
+                    f"mirror:{self.kernel_id}",
+                    "Could not mirror a comm message to kernel %s: %r",
+                    self.kernel_id,
+                    e,
+                )
 
     def _read_incoming(self, frame: str | bytes) -> tuple[str | None, protocol.CommMessage | None]:
         if self.is_v1:
