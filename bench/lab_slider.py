@@ -6,9 +6,9 @@ method `update`) is timed until the kernel's `echo_update` arrives: the round tr
 drag waits for. Servers: stock jupyter_server, the extension, and the extension with
 `CommMirror.websocket_nodelay=False`; rounds interleaved.
 
-Not part of `run.py`: it needs JupyterLab, which this package does not depend on::
+Not part of `run.py` (it needs JupyterLab, from the test extra)::
 
-    pip install jupyterlab && python bench/lab_slider.py
+    python bench/lab_slider.py
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,3 +68,53 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str 
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what or predicate}")
         await asyncio.sleep(0.05)
+
+
+# -- a real browser: Debian's Chromium, driven by Playwright ------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Playwright's own bound for every wait and action, in ms.
+BROWSER_TIMEOUT = 20_000
+
+needs_browser = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+    reason="no /usr/bin/chromium (browser tests must run when CI is set)",
+)
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = os.environ.get("COMM_EXT_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    print(f"screenshots in {path}")
+    return path
+
+
+@pytest.fixture
+def browser(jp_asyncio_loop: Any) -> Any:
+    """A headless Chromium on this test's event loop (the server runs on it too)."""
+    from playwright.async_api import async_playwright
+
+    playwright = jp_asyncio_loop.run_until_complete(async_playwright().start())
+    try:
+        browser = jp_asyncio_loop.run_until_complete(
+            playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=BROWSER_TIMEOUT
+            )
+        )
+    except BaseException:
+        jp_asyncio_loop.run_until_complete(playwright.stop())
+        raise
+    yield browser
+    jp_asyncio_loop.run_until_complete(browser.close())
+    jp_asyncio_loop.run_until_complete(playwright.stop())

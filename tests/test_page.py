@@ -7,35 +7,17 @@ folder, printed in the test output) for a person to look at.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import BROWSER_TIMEOUT, needs_browser, wait_for
 from jupyter_server.auth import Authorizer
 from tornado.httpclient import AsyncHTTPClient
 from wsclient import KernelWS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-#: Playwright's own bound for every wait and action, in ms.
-BROWSER_TIMEOUT = 20_000
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-needs_browser = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-    reason="no /usr/bin/chromium (browser tests must run when CI is set)",
-)
 
 
 class ReadOnlyAuthorizer(Authorizer):
@@ -63,35 +45,6 @@ def jp_server_config(jp_server_config: Any, authorizer: type[Authorizer] | None)
     if authorizer is not None:
         jp_server_config.ServerApp.authorizer_class = authorizer
     return jp_server_config
-
-
-@pytest.fixture(scope="session")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = os.environ.get("COMM_EXT_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    print(f"screenshots in {path}")
-    return path
-
-
-@pytest.fixture
-def browser(jp_asyncio_loop: Any) -> Any:
-    """A headless Chromium on this test's event loop (the server runs on it too)."""
-    from playwright.async_api import async_playwright
-
-    playwright = jp_asyncio_loop.run_until_complete(async_playwright().start())
-    try:
-        browser = jp_asyncio_loop.run_until_complete(
-            playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=BROWSER_TIMEOUT
-            )
-        )
-    except BaseException:
-        jp_asyncio_loop.run_until_complete(playwright.stop())
-        raise
-    yield browser
-    jp_asyncio_loop.run_until_complete(browser.close())
-    jp_asyncio_loop.run_until_complete(playwright.stop())
 
 
 class Page:
