@@ -315,8 +315,9 @@ class CommRegistry:
         opened: list[CommRecord] = []
         closed: list[CommRecord] = []
         unseen = [comm_id for comm_id in reported if comm_id not in live]
-        # the latest closed record of each comm of this kernel (history is bounded)
-        was_closed = {r.comm_id: r for r in self._closed if unseen and r.kernel_id == kernel_id}
+        was_closed: dict[str, CommRecord] = {}
+        if unseen:  # the latest closed record of each comm of this kernel (history is bounded)
+            was_closed = {r.comm_id: r for r in self._closed if r.kernel_id == kernel_id}
         for comm_id in unseen:
             record = was_closed.get(comm_id)
             if record is not None and (record.closed_at or 0.0) >= asked_at:

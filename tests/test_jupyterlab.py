@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import BROWSER_TIMEOUT, needs_browser
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 from test_guard import ServerProcess
 
 NOTEBOOK = {
@@ -42,7 +43,7 @@ async def show_slider(tab: Any, server: ServerProcess) -> None:
         try:
             await tab.locator(".widget-slider").wait_for()
             return
-        except Exception:
+        except PlaywrightTimeout:
             continue
     raise TimeoutError("JupyterLab did not show the slider after three runs of the cell")
 
