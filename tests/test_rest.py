@@ -9,7 +9,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from helpers import wait_for
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
