@@ -105,7 +105,7 @@ async def run_relay(cfg: dict, code: str | None, log: Any) -> dict[str, Any]:
         "stock": Server("stock", False),
         "ext": Server("ext", True, code=code),
         "stock_aa": Server("stock-aa", False),
-        "ext_nagle": Server("ext-nagle", True, ["--CommMirror.websocket_nodelay=False"], code),
+        "ext_nagle": Server("ext-nagle", True, ["--CommTap.websocket_nodelay=False"], code),
     }
     kernels: dict[str, str] = {}
     clients: dict[str, KernelClient] = {}
