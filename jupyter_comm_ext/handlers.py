@@ -8,17 +8,13 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from .mirror import CommMirror
 from .registry import ORIGINS, STATUSES, CommFilter, CommRecord, page
-
-try:
-    from orjson import dumps as _fast_dumps
-except ImportError:  # pragma: no cover
-    _fast_dumps = None
 
 AUTH_RESOURCE = "comms"
 FILTERS = ("kernel_id", "target_name", "origin", "min_idle", "status")
@@ -107,9 +103,9 @@ class CommsBaseHandler(APIHandler):
     def write_models(self, records: list[CommRecord] | CommRecord) -> None:
         self.set_header("Content-Type", "application/json")
         if isinstance(records, CommRecord):
-            self.finish(_dumps(records.to_model()))
+            self.finish(records.to_json())
         else:
-            self.finish(_dumps([r.to_model() for r in records]))
+            self.finish(b"[" + b",".join([r.to_json() for r in records]) + b"]")
 
 
 def encode_cursor(key: tuple[float, str]) -> str:
@@ -125,16 +121,6 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     except (binascii.Error, ValueError, TypeError):
         pass
     raise web.HTTPError(400, "cursor is not one this server gave out")
-
-
-def _dumps(models: Any) -> bytes | str:
-    """JSON of comm models: orjson when installed (10,000 models: ~5 ms instead of ~45)."""
-    if _fast_dumps is not None:
-        try:
-            return _fast_dumps(models)
-        except TypeError:
-            pass
-    return json.dumps(models)
 
 
 class CommsHandler(CommsBaseHandler):
@@ -231,7 +217,7 @@ class SummaryHandler(CommsBaseHandler):
         self.check_arguments(("refresh",))
         await self.refresh_if_asked()
         self.set_header("Content-Type", "application/json")
-        self.finish(_dumps(self.mirror.registry.summary()))
+        self.finish(orjson.dumps(self.mirror.registry.summary()))
 
 
 class KernelCommsHandler(CommsBaseHandler):
