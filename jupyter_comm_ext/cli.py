@@ -27,7 +27,6 @@ from enum import IntEnum
 from typing import Any, ClassVar
 
 from jupyter_core.application import JupyterApp, base_aliases, base_flags
-from jupyter_server.serverapp import list_running_servers
 from traitlets import Bool, Dict, Float, Integer, Unicode, default
 
 from . import __version__
@@ -103,21 +102,32 @@ def _with_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+def running_servers(runtime_dir: str, log: Any) -> list[dict[str, Any]]:
+    """The info of every server this user runs, as `jupyter server list` reads it."""
+    # Imported when needed: importing jupyter_server.serverapp takes ~2 s here (most of it
+    # jupyter_events' schema format checkers), which --url with a token can skip.
+    from jupyter_server.serverapp import list_running_servers
+
+    return list(list_running_servers(runtime_dir, log=log))
+
+
 def find_server(url: str, token: str, token_source: str, runtime_dir: str, log: Any) -> Server:
     """The server to talk to: `url` if given, else the only one this user runs.
 
     A token given on the command line or in JUPYTER_TOKEN wins; otherwise the token comes
     from the server's runtime file (for `--url`, from the file whose URL matches, if any).
     """
-    running = list(list_running_servers(runtime_dir, log=log))
+    from_file = "the server's runtime file"
     if url:
         url = _with_slash(url)
-        if not urllib.parse.urlsplit(url).scheme.startswith("http"):
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise CommsError(f"--url must be an http:// or https:// URL, not {url!r}", Exit.USAGE)
         if not token:
+            running = running_servers(runtime_dir, log)
             info = next((i for i in running if _with_slash(i.get("url", "")) == url), {})
-            token, token_source = info.get("token", ""), "the server's runtime file"
+            token, token_source = info.get("token", ""), from_file
         return Server(url, token, token_source)
+    running = running_servers(runtime_dir, log)
     if not running:
         raise CommsError(
             f"no Jupyter server is running (no server file in {runtime_dir}); "
@@ -138,7 +148,7 @@ def find_server(url: str, token: str, token_source: str, runtime_dir: str, log: 
             Exit.NO_SERVER,
         )
     if not token:
-        token, token_source = info.get("token", ""), "the server's runtime file"
+        token, token_source = info.get("token", ""), from_file
     return Server(_with_slash(info["url"]), token, token_source)
 
 
@@ -293,10 +303,17 @@ class CommsClient:
         return self.call("GET", path, query, **kw).json()
 
     def pages(self, path: str, query: dict[str, Any], **kw: Any) -> Iterator[Response]:
-        """Every page of a paginated list, following `Link: rel="next"`."""
+        """Every page of a paginated list, following `Link: rel="next"`.
+
+        The server's next link repeats every argument, `refresh` too; a reconcile per page
+        would ask every kernel again (and wait for busy ones), so later pages go without.
+        """
         response = self.call("GET", path, query, **kw)
         yield response
         while (link := response.next_link()) is not None:
+            parts = urllib.parse.urlsplit(link)
+            args = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "refresh"]
+            link = parts._replace(query=urllib.parse.urlencode(args)).geturl()
             response = self.call("GET", self.url(link), **kw)
             yield response
 
