@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -469,3 +470,29 @@ def test_help_lists_the_exit_statuses(tmp_path: Path) -> None:
     bare = run_cli(tmp_path / "runtime")
     assert bare.code == Exit.USAGE, bare
     assert "give a subcommand: list, summary, close" in bare.out
+
+
+def test_ctrl_c_exits_without_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}
+        env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
+        cli = subprocess.Popen(
+            [JUPYTER, "comms", "list", f"--url={url}", "--token=t", "--timeout=30"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            listener.settimeout(30)
+            connection, _ = listener.accept()  # the command is waiting for an answer now
+            cli.send_signal(signal.SIGINT)
+            _, err = cli.communicate(timeout=30)
+            connection.close()
+        finally:
+            cli.kill()
+    assert cli.returncode == Exit.INTERRUPTED, err
+    assert "Traceback" not in err
