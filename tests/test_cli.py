@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +30,10 @@ from helpers import ServerProcess, free_port, wait_for
 
 from jupyter_comm_ext.cli import Exit
 
-JUPYTER = str(Path(sys.executable).with_name("jupyter"))
+#: where pip put this Python's scripts (`jupyter`, and `jupyter-comms` beside it): next to
+#: the interpreter in a venv, elsewhere for a distribution's Python (/usr/local/bin)
+SCRIPTS = os.pathsep.join([sysconfig.get_path("scripts"), str(Path(sys.executable).parent)])
+JUPYTER = shutil.which("jupyter", path=SCRIPTS) or "jupyter"
 NOTEBOOK = "work/analysis.ipynb"
 #: the targets of the fixture's comms (other tests add comms of their own targets)
 FIXTURE_TARGETS = {"alpha", "beta", "front"}
@@ -77,7 +81,7 @@ def run_cli(runtime: Path, *args: str, **env: str) -> Result:
     environ.update(
         JUPYTER_RUNTIME_DIR=str(runtime),
         JUPYTER_CONFIG_DIR=str(runtime.parent / "cli-config"),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), environ.get("PATH", "")]),
+        PATH=os.pathsep.join([SCRIPTS, environ.get("PATH", "")]),
         **env,
     )
     p = subprocess.run(
@@ -117,12 +121,15 @@ class Setup:
         code = f"opened += [create_comm(target_name={target!r}) for _ in range({n})]"
         return asyncio.run(self._open(kernel_id, code, target, n))
 
-    async def _open(self, kernel_id: str, code: str, target: str, n: int) -> list[str]:
+    async def execute(self, kernel_id: str, code: str) -> None:
         ws = await self.server.connect(kernel_id, "v1")
         try:
-            await ws.execute(f"from comm import create_comm\n{code}")
+            await ws.execute(code)
         finally:
             ws.close()
+
+    async def _open(self, kernel_id: str, code: str, target: str, n: int) -> list[str]:
+        await self.execute(kernel_id, f"from comm import create_comm\n{code}")
         # not filtered by target_name: tornado turns control characters in arguments to spaces
         query = "/api/comms?" + urlencode({"kernel_id": kernel_id})
         models = await wait_for(
@@ -269,6 +276,22 @@ def test_min_idle_takes_durations_and_separates_old_from_new(setup: Setup) -> No
     ids = {m["comm_id"] for m in json.loads(result.out)}
     assert fresh not in ids
     assert {m["comm_id"] for m in old} <= ids
+
+
+def test_refresh_asks_the_kernels(setup: Setup) -> None:
+    # a comm the kernel holds without having announced it: only asking the kernel finds it
+    code = """
+from comm import create_comm, get_comm_manager
+hidden = create_comm(target_name="hidden", primary=False)
+get_comm_manager().register_comm(hidden)
+"""
+    asyncio.run(setup.execute(setup.kernel_b, code))
+    before = setup.cli("list", "--json", "--target=hidden")
+    assert (before.code, json.loads(before.out)) == (Exit.OK, [])
+    after = setup.cli("list", "--json", "--target=hidden", "--refresh")
+    assert after.code == Exit.OK, after
+    (model,) = json.loads(after.out)
+    assert (model["kernel_id"], model["origin"]) == (setup.kernel_b, "unknown")
 
 
 def test_text_from_kernels_cannot_drive_the_terminal(setup: Setup) -> None:

@@ -127,6 +127,12 @@ _common_flags = {
     **base_flags,
     "json": ({"CommsCommand": {"json": True}}, "Print the API's JSON instead of a table."),
 }
+_refresh_flag = {
+    "refresh": (
+        {"CommsCommand": {"refresh": True}},
+        "Ask the kernels for their comms first (waits for busy kernels).",
+    )
+}
 
 
 class CommsCommand(ExitStatuses, JupyterApp):
@@ -162,6 +168,13 @@ class CommsCommand(ExitStatuses, JupyterApp):
         up to the server's reconcile timeout for busy ones, so keep this above it.""",
     )
     json = Bool(False, config=True, help="Print the API's JSON instead of a table.")
+    refresh = Bool(
+        False,
+        config=True,
+        help="""Before answering, have the server ask every kernel for its comms (for
+        `list` and `summary`). Catches comms the server missed (opened before it watched
+        the kernel), but waits for busy kernels, up to the server's reconcile timeout.""",
+    )
 
     def _log_level_default(self) -> int:
         return 30  # warnings only: the output is the point, not the app's chatter
@@ -190,6 +203,9 @@ class CommsCommand(ExitStatuses, JupyterApp):
 
     def run(self) -> None:
         raise NotImplementedError
+
+    def refresh_query(self) -> dict[str, str]:
+        return {"refresh": "1"} if self.refresh else {}
 
     def print_json(self, value: Any) -> None:
         print(json.dumps(value, indent=2))
@@ -246,7 +262,8 @@ class FilterCommand(CommsCommand):
     kernel = Unicode(
         "",
         config=True,
-        help="Only the comms of this kernel: its id, the start of its id, or its notebook's path.",
+        help="Only the comms of this kernel: its id, the start of it (as the table shows it), "
+        "or its notebook's path.",
     )
     target = Unicode("", config=True, help="Only comms of this target name.")
     origin = Unicode("", config=True, help=f"Only comms opened by: {', '.join(ORIGINS)}.")
@@ -354,20 +371,10 @@ class ListCommand(FilterCommand):
     jupyter comms list --target=jupyter.widget --min-idle=1h
     jupyter comms list --kernel=analysis.ipynb --status=all --json
     """
-    flags: ClassVar[dict[str, Any]] = {
-        **_common_flags,
-        "refresh": (
-            {"ListCommand": {"refresh": True}},
-            "Ask the kernels for their comms first (waits for busy kernels).",
-        ),
-    }
-    refresh = Bool(False, config=True, help="Ask the kernels for their comms first.")
+    flags: ClassVar[dict[str, Any]] = {**_common_flags, **_refresh_flag}
 
     def run(self) -> None:
-        query = self.query()
-        if self.refresh:
-            query["refresh"] = "1"
-        self.print_models(*self.models(query))
+        self.print_models(*self.models({**self.query(), **self.refresh_query()}))
 
 
 class SummaryCommand(CommsCommand):
@@ -376,18 +383,10 @@ class SummaryCommand(CommsCommand):
     name = "jupyter-comms-summary"
     description = """Count the server's open and orphaned comms, and their messages,
     per kernel and per target; --json prints the API's summary."""
-    flags: ClassVar[dict[str, Any]] = {
-        **_common_flags,
-        "refresh": (
-            {"SummaryCommand": {"refresh": True}},
-            "Ask the kernels for their comms first (waits for busy kernels).",
-        ),
-    }
-    refresh = Bool(False, config=True, help="Ask the kernels for their comms first.")
+    flags: ClassVar[dict[str, Any]] = {**_common_flags, **_refresh_flag}
 
     def run(self) -> None:
-        query = {"refresh": "1"} if self.refresh else {}
-        summary = self.client.get_json("api/comms/summary", query)
+        summary = self.client.get_json("api/comms/summary", self.refresh_query())
         if self.json:
             self.print_json(summary)
             return

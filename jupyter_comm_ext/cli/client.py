@@ -176,6 +176,7 @@ class CommsClient:
         self.timeout = timeout
         self._opener = urllib.request.build_opener(_NoRedirects)
         self._origin = urllib.parse.urlsplit(server.url)[:2]
+        self._has_extension = False  # known once a 404 made us ask
 
     def url(self, path: str, query: dict[str, Any] | None = None) -> str:
         url = urllib.parse.urljoin(self.server.url, path)
@@ -257,7 +258,8 @@ class CommsClient:
     def _check_extension(self) -> None:
         """Raise unless the extension answers here (jupyter_server's 404 for an unknown
         route and the extension's for an unknown comm look alike to a caller)."""
-        if self.send("GET", self.url("api/comms/summary")).status != 404:
+        if self._has_extension or self.send("GET", self.url("api/comms/summary")).status != 404:
+            self._has_extension = True
             return
         try:
             is_jupyter = "version" in self.send("GET", self.url("api")).json()
