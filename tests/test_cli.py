@@ -29,6 +29,8 @@ import pytest
 from helpers import ServerProcess, free_port, wait_for
 
 from jupyter_comm_ext.cli import Exit
+from jupyter_comm_ext.cli.app import duration, parse_duration
+from jupyter_comm_ext.cli.client import CommsError
 
 #: where pip put this Python's scripts (`jupyter`, and `jupyter-comms` beside it): next to
 #: the interpreter in a venv, elsewhere for a distribution's Python (/usr/local/bin)
@@ -519,3 +521,35 @@ def test_ctrl_c_exits_without_a_traceback(tmp_path: Path) -> None:
             cli.kill()
     assert cli.returncode == Exit.INTERRUPTED, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("90s", 90), ("10m", 600), ("1.5h", 5400), ("2d", 172800), (".5m", 30)],
+)
+def test_min_idle_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "-5", "5x", "1h30m", "nan", "inf", "1e3"])
+def test_bad_min_idle_durations(text: str) -> None:
+    with pytest.raises(CommsError) as e:
+        parse_duration(text)
+    assert e.value.code == Exit.USAGE
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0.4, "0s"),
+        (59.9, "59s"),
+        (60, "1m00s"),
+        (3599, "59m59s"),
+        (3600, "1h00m"),
+        (86400 * 3 + 7200, "3d02h"),
+        (-2, "0s"),
+        (None, "-"),
+    ],
+)
+def test_ages_are_short(seconds: float | None, shown: str) -> None:
+    assert duration(seconds) == shown

@@ -87,11 +87,13 @@ def parse_duration(text: str) -> float:
 
 
 def size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    raise AssertionError("unreachable")
+    """Bytes in binary units: 310 B, 4.0 KiB, 1.2 MiB."""
+    if n < 1024:
+        return f"{n} B"
+    value, units = n / 1024, ["KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{value:.1f} {units[0]}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]) -> str:
