@@ -239,7 +239,8 @@ class CommsClient:
         """jupyter_server answers 403 both to a bad token and to an Authorizer's no: ask
         `/api/me`, which needs only a valid token, to tell which."""
         if self.send("GET", self.url("api/me")).status == 200:
-            action = "close comms" if method == "DELETE" else "read comms"
+            route = urllib.parse.urlsplit(path).path
+            action = "close comms" if method == "DELETE" else f"read {route}"
             raise CommsError(
                 f"not authorized to {action} on {self.server.url} (the server's Authorizer "
                 "said no)",
