@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -30,7 +31,7 @@ from helpers import ServerProcess, free_port, wait_for
 
 from jupyter_comm_ext.cli import Exit
 from jupyter_comm_ext.cli.app import duration, parse_duration
-from jupyter_comm_ext.cli.client import CommsError
+from jupyter_comm_ext.cli.client import CommsClient, CommsError, Response, Server
 
 #: where pip put this Python's scripts (`jupyter`, and `jupyter-comms` beside it): next to
 #: the interpreter in a venv, elsewhere for a distribution's Python (/usr/local/bin)
@@ -269,11 +270,11 @@ def test_min_idle_takes_durations_and_separates_old_from_new(setup: Setup) -> No
         last = model["last_activity"].replace("Z", "+00:00")
         return time.time() - datetime.fromisoformat(last).timestamp()
 
-    # the fixture's comms are 8 s idle or more; a new one is queried well within 6 s
+    # the fixture's comms are 12 s idle or more; a new one is queried well within 9 s
     old = setup.models(f"?kernel_id={setup.kernel_b}&target_name=alpha")
-    time.sleep(max(0.0, 8 - min(idle(m) for m in old)))
+    time.sleep(max(0.0, 12 - min(idle(m) for m in old)))
     (fresh,) = setup.open_comms(setup.kernel_b, "fresh")
-    result = setup.cli("list", "--json", "--min-idle=0.1m", "--kernel", setup.kernel_b)
+    result = setup.cli("list", "--json", "--min-idle=0.15m", "--kernel", setup.kernel_b)
     assert result.code == Exit.OK, result
     ids = {m["comm_id"] for m in json.loads(result.out)}
     assert fresh not in ids
@@ -553,3 +554,30 @@ def test_bad_min_idle_durations(text: str) -> None:
 )
 def test_ages_are_short(seconds: float | None, shown: str) -> None:
     assert duration(seconds) == shown
+
+
+def test_links_stay_under_the_servers_url() -> None:
+    client = CommsClient(Server("http://127.0.0.1:8888/base/", "t", "--token"), 1)
+    assert client.url("api/comms", {"limit": 5}) == "http://127.0.0.1:8888/base/api/comms?limit=5"
+    # the server's next link is an absolute path that carries its base_url
+    assert client.url("/base/api/comms?cursor=x") == "http://127.0.0.1:8888/base/api/comms?cursor=x"
+    for elsewhere in ("http://attacker.example/api/comms", "//attacker.example/api/comms"):
+        with pytest.raises(CommsError) as e:
+            client.url(elsewhere)  # would carry the token to another host
+        assert e.value.code == Exit.SERVER_ERROR
+
+
+@pytest.mark.parametrize(
+    ("links", "target"),
+    [
+        (['</api/comms?cursor=a>; rel="next"'], "/api/comms?cursor=a"),
+        (['</x>; rel="prev", </api/comms?cursor=b>; rel=next'], "/api/comms?cursor=b"),
+        (['</x>; rel="prev"'], None),
+        ([], None),
+    ],
+)
+def test_next_links(links: list[str], target: str | None) -> None:
+    headers = Message()
+    for link in links:
+        headers["Link"] = link
+    assert Response(200, headers, b"[]").next_link() == target
