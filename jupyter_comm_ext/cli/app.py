@@ -17,6 +17,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from email.utils import parsedate_to_datetime
+from functools import cached_property
 from typing import Any, ClassVar
 
 from jupyter_core.application import JupyterApp, base_aliases, base_flags
@@ -181,18 +182,17 @@ class CommsCommand(ExitStatuses, JupyterApp):
     def _log_level_default(self) -> int:
         return 30  # warnings only: the output is the point, not the app's chatter
 
-    @property
+    @cached_property
     def client(self) -> CommsClient:
-        if not hasattr(self, "_client"):
-            if not self.token:
-                source = ""
-            elif self.token == os.environ.get("JUPYTER_TOKEN"):
-                source = "JUPYTER_TOKEN"
-            else:
-                source = "--token"
-            server = find_server(self.url, self.token, source, self.runtime_dir, self.log)
-            self._client = CommsClient(server, self.timeout)
-        return self._client
+        """The client of the server this command talks to, found on first use."""
+        if not self.token:
+            source = ""
+        elif self.token == os.environ.get("JUPYTER_TOKEN"):
+            source = "JUPYTER_TOKEN"
+        else:
+            source = "--token"
+        server = find_server(self.url, self.token, source, self.runtime_dir, self.log)
+        return CommsClient(server, self.timeout)
 
     def start(self) -> None:
         try:
@@ -212,18 +212,12 @@ class CommsCommand(ExitStatuses, JupyterApp):
     def print_json(self, value: Any) -> None:
         print(json.dumps(value, indent=2))
 
+    @cached_property
     def kernel_labels(self) -> dict[str, str]:
         """kernel id -> the path of its notebook (or console, or file), from the sessions.
 
         A user allowed to read comms but not sessions still gets a table, with kernel ids.
         """
-        if self._labels is None:
-            self._labels = self._fetch_kernel_labels()
-        return self._labels
-
-    _labels: dict[str, str] | None = None
-
-    def _fetch_kernel_labels(self) -> dict[str, str]:
         try:
             sessions = self.client.get_json("api/sessions")
         except CommsError as e:
@@ -304,7 +298,7 @@ class FilterCommand(CommsCommand):
             return name
         if name in kernel_ids:
             return name
-        by_path = {kid for kid, path in self.kernel_labels().items() if path == name}
+        by_path = {kid for kid, path in self.kernel_labels.items() if path == name}
         matches = sorted(by_path or {k for k in kernel_ids if k.startswith(name)})
         if len(matches) == 1:
             return matches[0]
@@ -339,7 +333,7 @@ class FilterCommand(CommsCommand):
         if not models:
             print("No comms.")
             return
-        labels = self.kernel_labels()
+        labels = self.kernel_labels
         rows = []
         for m in models:
             opened = parse_isoformat(m.get("opened_at"))
@@ -401,7 +395,7 @@ class SummaryCommand(CommsCommand):
             f"{messages['from_kernel']} from kernels ({size(sizes['from_kernel'])})\n"
             f"opened by: {origins}"
         )
-        labels = self.kernel_labels() if summary["by_kernel"] else {}
+        labels = self.kernel_labels if summary["by_kernel"] else {}
         kernels = [
             [
                 kernel_label(kid, labels),
