@@ -158,11 +158,9 @@ def run_schemathesis(server: ServerProcess, workdir: Path) -> tuple[int, str, li
         *("--workers", "1", "--request-timeout", "10", "--max-failures", "20"),
         *("--report", "har", "--report-har-path", str(har)),
     ]
-    env = dict(os.environ, SCHEMATHESIS_TELEMETRY="false")
     out = subprocess.run(
         command,
         cwd=workdir,
-        env=env,
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
