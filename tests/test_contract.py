@@ -269,15 +269,16 @@ def read_only(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "credentials", "message"),
+    ("method", "path", "headers", "message"),
     [
-        ("GET", "/api/comms", None, "Forbidden"),
-        ("GET", "/api/comms/summary", "token nope", "Forbidden"),
-        ("GET", "/api/comms/x", None, "Forbidden"),
-        ("GET", "/api/kernels/x/comms", "token nope", "Forbidden"),
-        ("DELETE", "/api/comms/x", None, "_xsrf"),
-        ("DELETE", "/api/comms/x", "read-only", "not authorized to write on resource: comms"),
-        ("DELETE", "/api/comms?target_name=x", "read-only", "not authorized"),
+        ("GET", "/api/comms", {}, "Forbidden"),
+        ("GET", "/api/comms", {"Accept": "text/html"}, "Forbidden"),  # a browser: JSON too
+        ("GET", "/api/comms/summary", {"Authorization": "token nope"}, "Forbidden"),
+        ("GET", "/api/comms/x", {}, "Forbidden"),
+        ("GET", "/api/kernels/x/comms", {"Authorization": "token nope"}, "Forbidden"),
+        ("DELETE", "/api/comms/x", {}, "_xsrf"),
+        ("DELETE", "/api/comms/x", None, "not authorized to write on resource: comms"),
+        ("DELETE", "/api/comms?target_name=x", None, "not authorized"),
     ],
 )
 async def test_forbidden_is_the_json_the_file_describes(
@@ -285,16 +286,13 @@ async def test_forbidden_is_the_json_the_file_describes(
     read_only: ServerProcess,
     method: str,
     path: str,
-    credentials: str | None,
+    headers: dict | None,
     message: str,
 ) -> None:
     """jupyter_server answers 403 (not 401) with a JSON body, without a token, with a wrong
-    one, and when the Authorizer says no; a DELETE without a token fails its XSRF check."""
-    if credentials == "read-only":
-        response = await request(read_only, path, method)
-    else:
-        headers = {"Authorization": credentials} if credentials else {}
-        response = await request(server, path, method, headers)
+    one, and when the Authorizer says no (`headers` None: the read-only server, with its
+    token); a DELETE without a token fails its XSRF check first."""
+    response = await request(read_only if headers is None else server, path, method, headers)
     assert response.code == 403
     assert response.headers["Content-Type"] == "application/json"
     validate(method, path, response)
