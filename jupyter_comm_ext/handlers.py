@@ -37,6 +37,21 @@ class CommsBaseHandler(APIHandler):
     def mirror(self) -> CommMirror:
         return self.settings["comm_mirror"]
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:
+            # A 405 must name the methods the route has (RFC 9110); tornado's does not.
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        super().write_error(status_code, **kwargs)
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The methods this route implements (OPTIONS is jupyter_server's CORS preflight)."""
+        return [
+            method
+            for method in cls.SUPPORTED_METHODS
+            if getattr(cls, method.lower()) is not getattr(web.RequestHandler, method.lower())
+        ]
+
     def decode_argument(self, value: bytes, name: str | None = None) -> str:
         # Tornado's own failure here logs a traceback and answers with an empty 400.
         try:
@@ -200,8 +215,10 @@ class CommHandler(CommsBaseHandler):
         self.finish()
 
     def find(self, comm_id: str) -> CommRecord:
-        if len(comm_id) > MAX_ID_LENGTH or not comm_id.isprintable():
-            raise web.HTTPError(400, "comm ids are at most 256 printable characters")
+        # Any id a kernel may have chosen is looked up (a tab in it included): the messages
+        # below quote it with repr, so nothing unprintable reaches a log or a page.
+        if len(comm_id) > MAX_ID_LENGTH:
+            raise web.HTTPError(400, f"comm ids are at most {MAX_ID_LENGTH} characters")
         record = self.mirror.registry.get(comm_id)
         if record is None:
             raise web.HTTPError(404, f"no comm with id {comm_id!r}")
