@@ -20,7 +20,7 @@ from jupyterhub.services.auth import (
     check_scopes,
 )
 from tornado import web
-from tornado.escape import xhtml_escape
+from tornado.escape import url_escape, xhtml_escape
 from tornado.httpclient import HTTPClientError
 
 from ..registry import ORIGINS, STATUSES
@@ -218,7 +218,7 @@ class CommHandler(ApiHandler):
         if len(comm_id) > MAX_ID_LENGTH or not comm_id.isprintable():
             raise web.HTTPError(400, "comm ids are at most 256 printable characters")
         asker = self.on_behalf_of()
-        path = f"{COMMS}/{web.url_escape(comm_id, plus=False)}"
+        path = f"{COMMS}/{url_escape(comm_id, plus=False)}"
 
         async def close(server: Server, timeout: float) -> bool:
             # Comm ids are unique across servers: only the one that has it closes it.

@@ -1,0 +1,557 @@
+"""The JupyterHub service against a real JupyterHub.
+
+One JupyterHub (PyPI) per module, on 127.0.0.1, with configurable-http-proxy (npm),
+DummyAuthenticator and SimpleLocalProcessSpawner; the service runs as a managed Hub service
+(`python -m jupyter_comm_ext.hub`), the single-user servers are jupyterhub-singleuser with
+the extension, their kernels real ipykernels opening real comms.
+
+Users: alice (two kernels), bob (his default server and one named `second`), carol (one
+kernel) have comms; dave's server runs without the extension; erin's has no kernel and is
+the one hung and stopped. admin holds custom:comms:write, viewer custom:comms:read, plain
+only access to the service, nobody nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM, free_port, wait_for
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.websocket import websocket_connect
+from wsclient import V1, KernelWS, comm_msgs, execute_content
+
+CHP = shutil.which("configurable-http-proxy")
+pytestmark = pytest.mark.skipif(
+    CHP is None and not os.environ.get("CI"),
+    reason="configurable-http-proxy is not installed (npm install -g configurable-http-proxy)",
+)
+
+SERVICE = "comms"
+PREFIX = f"/services/{SERVICE}/"
+SERVER_TIMEOUT = 2.0
+ANSWER_TIMEOUT = 4.0
+USERS = ("admin", "viewer", "plain", "nobody", "alice", "bob", "carol", "dave", "erin")
+#: the comms each server's kernels open: server -> one list of target names per kernel
+COMMS = {
+    ("alice", ""): [["probe", "probe"], ["other"]],
+    ("bob", ""): [["probe"]],
+    ("bob", "second"): [["probe", "probe"]],
+    ("carol", ""): [["other"]],
+}
+SERVERS = [("alice", ""), ("bob", ""), ("bob", "second"), ("carol", ""), ("dave", ""), ("erin", "")]
+
+HUB_CONFIG = """
+import sys
+c = get_config()  # noqa
+c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.ConfigurableHTTPProxy.command = [{chp!r}]
+c.JupyterHub.db_url = "sqlite:///{tmp}/hub.sqlite"
+c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
+c.ConfigurableHTTPProxy.pid_file = "{tmp}/proxy.pid"
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allowed_users = {users!r}
+c.Authenticator.admin_users = {{"admin"}}
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = "{tmp}/home/{{username}}"
+c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+c.Spawner.ip = "127.0.0.1"
+c.Spawner.args = ["--allow-root"]
+c.Spawner.environment = {{"COMMS_HUB_TEST": "{marker}", "JUPYTER_PLATFORM_DIRS": "0"}}
+c.Spawner.start_timeout = 60
+c.Spawner.http_timeout = 60
+
+def no_extension_for_dave(spawner):
+    if spawner.user.name == "dave":
+        spawner.args = [*spawner.args, "--ServerApp.jpserver_extensions=jupyter_comm_ext=False"]
+
+c.Spawner.pre_spawn_hook = no_extension_for_dave
+
+# -- the README's snippet, as it is there but for the test's ports and timeouts -----------
+c.JupyterHub.services = [
+    {{
+        "name": "{service}",
+        "url": "http://127.0.0.1:{service_port}",
+        "command": [
+            sys.executable, "-m", "jupyter_comm_ext.hub",
+            "--CommsHubService.proxy_url=http://127.0.0.1:{port}",
+            "--CommsHubService.server_timeout={server_timeout}",
+            "--CommsHubService.answer_timeout={answer_timeout}",
+            "--CommsHubService.page_size=2",
+        ],
+        "environment": {{"COMMS_HUB_TEST": "{marker}"}},
+        "oauth_client_allowed_scopes": ["custom:comms:read", "custom:comms:write"],
+        "oauth_no_confirm": True,
+    }}
+]
+c.JupyterHub.custom_scopes = {{
+    "custom:comms:read": {{"description": "See the comms of every user's server"}},
+    "custom:comms:write": {{
+        "description": "Close the comms of every user's server",
+        "subscopes": ["custom:comms:read"],
+    }},
+}}
+c.JupyterHub.load_roles = [
+    {{
+        "name": "comms-service",
+        "services": ["{service}"],
+        "scopes": ["list:users", "read:users", "read:servers", "access:servers"],
+    }},
+    {{
+        "name": "comms-admin",
+        "users": ["admin"],
+        "scopes": ["custom:comms:write", "access:services!service={service}"],
+    }},
+    {{
+        "name": "comms-viewer",
+        "users": ["viewer"],
+        "scopes": ["custom:comms:read", "access:services!service={service}"],
+    }},
+    {{"name": "comms-plain", "users": ["plain"], "scopes": ["access:services!service={service}"]}},
+]
+"""
+
+
+class Hub:
+    """A JupyterHub in a subprocess, and what the tests need of it (synchronous calls)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.marker = uuid.uuid4().hex
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = HUB_CONFIG.format(
+            port=self.port,
+            hub_port=free_port(),
+            proxy_api_port=free_port(),
+            service_port=free_port(),
+            chp=CHP or "configurable-http-proxy",
+            tmp=tmp,
+            users=set(USERS),
+            marker=self.marker,
+            service=SERVICE,
+            server_timeout=SERVER_TIMEOUT,
+            answer_timeout=ANSWER_TIMEOUT,
+        )
+        (tmp / "jupyterhub_config.py").write_text(config)
+        self.log_path = tmp / "hub.log"
+        self.tokens: dict[str, str] = {}
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
+                cwd=tmp,
+                env=dict(os.environ, COMMS_HUB_TEST=self.marker),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait(lambda: self.request("/hub/api/")[0] == 200, 60, "the Hub's API")
+            self._wait(lambda: self.request(f"{PREFIX}api/summary")[0] == 403, 30, "the service")
+            for user in USERS:
+                self.tokens[user] = self.new_token(user)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait(self, predicate: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Hub exited with {self.process.returncode}:\n{self.log()}")
+            with suppress(OSError):
+                if predicate():
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"{what} not up in {timeout}s:\n{self.log()}")
+
+    def request(
+        self, path: str, method: str = "GET", body: Any = None, user: str | None = None
+    ) -> tuple[int, Any]:
+        """(status, decoded JSON or raw bytes) of a request to the Hub's public URL."""
+        headers = {"Accept": "application/json"}
+        if user is not None:
+            headers["Authorization"] = f"token {self.tokens[user]}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data, headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw
+
+    def new_token(self, user: str) -> str:
+        """The user's own API token, asked for with their password (DummyAuthenticator)."""
+        status, body = self.request(
+            f"/hub/api/users/{user}/tokens",
+            "POST",
+            {"auth": {"username": user, "password": "any"}, "note": "test"},
+        )
+        assert status == 201, (status, body)
+        return body["token"]
+
+    def start_server(self, user: str, name: str = "") -> None:
+        path = f"/hub/api/users/{user}/servers/{name}" if name else f"/hub/api/users/{user}/server"
+        status, body = self.request(path, "POST", {}, user=user)
+        assert status in (201, 202), (status, body)
+        self._wait(lambda: self.server(user, name).get("ready"), 60, f"{user}/{name}")
+
+    def stop_server(self, user: str, name: str = "") -> None:
+        path = f"/hub/api/users/{user}/servers/{name}" if name else f"/hub/api/users/{user}/server"
+        status, body = self.request(path, "DELETE", user=user)
+        assert status in (202, 204), (status, body)
+        self._wait(lambda: not self.server(user, name), 30, f"{user}/{name} to stop")
+
+    def server(self, user: str, name: str = "") -> dict:
+        status, model = self.request(f"/hub/api/users/{user}", user=user)
+        assert status == 200, (status, model)
+        return model["servers"].get(name, {})
+
+    def server_pid(self, user: str) -> int:
+        """The pid of a user's single-user server, found by its environment."""
+        for pid in self.marked_pids():
+            with suppress(OSError):
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if f"JUPYTERHUB_USER={user}".encode() in environ and b"singleuser" in cmdline:
+                    return pid
+        raise LookupError(f"no server process for {user}")
+
+    def marked_pids(self) -> list[int]:
+        """Every process this Hub started (they carry its marker in their environment)."""
+        mark = f"COMMS_HUB_TEST={self.marker}".encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with suppress(OSError):
+                    if mark in (entry / "environ").read_bytes().split(b"\0"):
+                        pids.append(int(entry.name))
+        return pids
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-20000:]
+
+    def stop(self) -> None:
+        with suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        for pid in self.marked_pids():  # whatever the Hub left behind
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    # -- async: the test's own event loop ------------------------------------------------
+
+    async def fetch(
+        self,
+        path: str,
+        method: str = "GET",
+        user: str | None = None,
+        timeout: float = 30,
+        **headers: str,
+    ) -> tuple[int, Any, Any]:
+        """(status, decoded JSON or None, response) of a request through the proxy."""
+        if user is not None:
+            headers["Authorization"] = f"token {self.tokens[user]}"
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            response = await client.fetch(
+                HTTPRequest(
+                    self.url + path,
+                    method=method,
+                    body=b"{}" if method == "POST" else None,
+                    headers=headers,
+                    request_timeout=timeout,
+                    connect_timeout=timeout,
+                    follow_redirects=False,
+                ),
+                raise_error=False,
+            )
+        finally:
+            client.close()
+        try:
+            body = json.loads(response.body) if response.body else None
+        except ValueError:
+            body = None
+        return response.code, body, response
+
+    async def api(self, path: str, method: str = "GET", user: str = "admin") -> Any:
+        """The service's JSON answer; fails on any status but 200."""
+        status, body, _ = await self.fetch(PREFIX + path, method, user)
+        assert status == 200, (path, status, body)
+        return body
+
+    async def connect(self, user: str, kernel_id: str, name: str = "") -> KernelWS:
+        """A frontend of a user's kernel, through the proxy (as their browser tab is)."""
+        session_id = uuid.uuid4().hex
+        base = f"/user/{user}/{name + '/' if name else ''}"
+        request = HTTPRequest(
+            f"ws://127.0.0.1:{self.port}{base}api/kernels/{kernel_id}/channels"
+            f"?session_id={session_id}",
+            headers={"Authorization": f"token {self.tokens[user]}"},
+            connect_timeout=30,
+            request_timeout=30,
+        )
+        ws = await asyncio.wait_for(websocket_connect(request, subprotocols=[V1]), 30)
+        return KernelWS(ws, "v1", session_id)
+
+    async def start_kernel(self, user: str, name: str = "") -> str:
+        base = f"/user/{user}/{name + '/' if name else ''}"
+        status, body, _ = await self.fetch(f"{base}api/kernels", "POST", user, timeout=60)
+        assert status == 201, (status, body)
+        return body["id"]
+
+
+async def _open_comms(hub: Hub) -> dict[tuple[str, str], list[str]]:
+    """Start the servers, a kernel per entry of COMMS, and have each open its comms."""
+    kernels: dict[tuple[str, str], list[str]] = {}
+    for (user, name), per_kernel in COMMS.items():
+        for targets in per_kernel:
+            kernel_id = await hub.start_kernel(user, name)
+            ws = await hub.connect(user, kernel_id, name)
+            code = "from comm import create_comm\n" + "\n".join(
+                f"c{i} = create_comm(target_name={t!r})" for i, t in enumerate(targets)
+            )
+            await ws.execute(code)
+            ws.close()
+            kernels.setdefault((user, name), []).append(kernel_id)
+    return kernels
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    hub = Hub(tmp_path_factory.mktemp("hub"))
+    try:
+        for user, name in SERVERS:
+            hub.start_server(user, name)
+        hub.kernels = asyncio.run(_open_comms(hub))
+        yield hub
+    except BaseException:
+        print(hub.log())
+        raise
+    finally:
+        hub.stop()
+
+
+def by_server(comms: list[dict]) -> Counter:
+    return Counter((c["user"], c["server_name"]) for c in comms)
+
+
+def statuses(answer: dict) -> dict[tuple[str, str], str]:
+    return {(s["user"], s["server_name"]): s["status"] for s in answer["servers"]}
+
+
+async def test_every_comm_of_every_server(hub: Hub) -> None:
+    async def all_there() -> Any:
+        answer = await hub.api("api/comms")
+        return answer if len(answer["comms"]) == 7 else None
+
+    answer = await wait_for(all_there, 20, "the 7 comms")
+    assert by_server(answer["comms"]) == {
+        ("alice", ""): 3,
+        ("bob", ""): 1,
+        ("bob", "second"): 2,
+        ("carol", ""): 1,
+    }
+    assert Counter(c["target_name"] for c in answer["comms"]) == {"probe": 5, "other": 2}
+    for comm in answer["comms"]:
+        assert comm["status"] == "open" and comm["origin"] == "kernel"
+        assert comm["kernel_id"] in hub.kernels[comm["user"], comm["server_name"]]
+    assert statuses(answer) == {
+        ("alice", ""): "ok",
+        ("bob", ""): "ok",
+        ("bob", "second"): "ok",
+        ("carol", ""): "ok",
+        ("dave", ""): "no-extension",
+        ("erin", ""): "ok",
+    }
+
+    summary = await hub.api("api/summary")
+    totals = summary["totals"]
+    assert (totals["open"], totals["orphaned"], totals["servers"], totals["kernels"]) == (
+        7,
+        0,
+        5,
+        5,
+    )
+    assert totals["by_target"] == {
+        "probe": {"open": 5, "orphaned": 0},
+        "other": {"open": 2, "orphaned": 0},
+    }
+    assert totals["by_origin"]["kernel"] == 7
+    per_server = {(s["user"], s["server_name"]): s for s in summary["servers"]}
+    assert per_server["alice", ""]["summary"]["open"] == 3
+    assert set(per_server["alice", ""]["summary"]["by_kernel"]) == set(hub.kernels["alice", ""])
+    assert per_server["dave", ""]["status"] == "no-extension"
+    assert per_server["dave", ""]["summary"] is None
+
+
+async def test_filters(hub: Hub) -> None:
+    async def count(query: str) -> Counter:
+        return by_server((await hub.api(f"api/comms?{query}"))["comms"])
+
+    assert await count("user=bob") == {("bob", ""): 1, ("bob", "second"): 2}
+    assert await count("user=bob&server_name=second") == {("bob", "second"): 2}
+    assert await count("server_name=second") == {("bob", "second"): 2}
+    assert await count("user=nobody-here") == {}
+    assert await count("target_name=other") == {("alice", ""): 1, ("carol", ""): 1}
+    assert await count("origin=frontend") == {}
+    assert await count("min_idle=3600") == {}
+    # a kernel id only alice's server has: the others answer "none here", not an error
+    kernel_id = hub.kernels["alice", ""][0]
+    answer = await hub.api(f"api/comms?kernel_id={kernel_id}")
+    assert by_server(answer["comms"]) == {("alice", ""): 2}
+    assert statuses(answer)["carol", ""] == "ok"
+    summary = await hub.api("api/summary?user=carol")
+    assert [(s["user"], s["summary"]["open"]) for s in summary["servers"]] == [("carol", 1)]
+
+    for query in (
+        "status=bogus",
+        "origin=martian",
+        "min_idle=-1",
+        "min_idle=soon",
+        "refresh=1",
+        "foo=bar",
+        "limit=10",
+    ):
+        status, body, _ = await hub.fetch(f"{PREFIX}api/comms?{query}", user="admin")
+        assert status == 400 and body["message"], (query, status, body)
+    status, body, _ = await hub.fetch(f"{PREFIX}api/summary?target_name=x", user="admin")
+    assert status == 400 and "target_name" in body["message"]
+
+
+async def test_who_may_look_and_close(hub: Hub) -> None:
+    comm_id = (await hub.api("api/comms?user=bob&server_name=second"))["comms"][0]["comm_id"]
+    # viewer may look, not close
+    assert len((await hub.api("api/comms", user="viewer"))["comms"]) >= 1
+    for method, path in (("DELETE", f"api/comms/{comm_id}"), ("DELETE", "api/comms?user=bob")):
+        status, body, _ = await hub.fetch(PREFIX + path, method, "viewer")
+        assert status == 403 and "custom:comms:write" in body["message"], body
+    # plain may reach the service, but neither look nor close
+    for method, path in (("GET", "api/comms"), ("GET", "api/summary"), ("DELETE", "api/comms/x")):
+        status, body, _ = await hub.fetch(PREFIX + path, method, "plain")
+        scope = "custom:comms:write" if method == "DELETE" else "custom:comms:read"
+        assert status == 403 and scope in body["message"], body
+    # without access to the service, or without a token: a JSON 403, never a redirect
+    for user in ("nobody", None):
+        status, body, _ = await hub.fetch(f"{PREFIX}api/comms", user=user)
+        assert status == 403 and "not logged in" in body["message"], body
+    status, body, _ = await hub.fetch(f"{PREFIX}api/comms", Authorization="token not-a-real-token")
+    assert status == 403, body
+    # a browser without a session is sent to log in through the Hub's OAuth
+    status, _, response = await hub.fetch(PREFIX)
+    assert status == 302 and "/hub/api/oauth2/authorize" in response.headers["Location"]
+    assert comm_id in {c["comm_id"] for c in (await hub.api("api/comms"))["comms"]}
+
+
+async def test_busy_kernel_answers_promptly(hub: Hub) -> None:
+    kernel_id = hub.kernels["alice", ""][1]
+    ws = await hub.connect("alice", kernel_id)
+    try:
+        await ws.send("execute_request", execute_content("import time; time.sleep(30)"))
+        await ws.recv(lambda m: m["content"].get("execution_state") == "busy", 10)
+        started = time.monotonic()
+        answer = await hub.api("api/comms?user=alice")
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.5, elapsed
+        assert sum(c["kernel_id"] == kernel_id for c in answer["comms"]) == 1
+        assert statuses(answer) == {("alice", ""): "ok"}
+    finally:
+        status, _, _ = await hub.fetch(
+            f"/user/alice/api/kernels/{kernel_id}/interrupt", "POST", "alice"
+        )
+        assert status == 204
+        ws.close()
+
+
+async def test_force_close_reaches_kernel_and_tab(hub: Hub) -> None:
+    kernel_id = hub.kernels["carol", ""][0]
+    ws = await hub.connect("carol", kernel_id)
+    try:
+        await ws.execute(OPEN_WATCHED_COMM.format(target="watched"))
+        comm_id = json.loads((await ws.evaluate("c.comm_id")).replace("'", '"'))
+
+        async def listed() -> bool:
+            comms = (await hub.api("api/comms?target_name=watched"))["comms"]
+            return [c["comm_id"] for c in comms] == [comm_id]
+
+        await wait_for(listed, 10, "the watched comm")
+        status, body, _ = await hub.fetch(f"{PREFIX}api/comms/{comm_id}", "DELETE", "admin")
+        assert status == 204, body
+        close = await ws.recv(comm_msgs(ws, "comm_close", comm_id), 10)
+        assert close["channel"] == "iopub"
+        await ws.eventually(KERNEL_SAW_CLOSE)
+        status, model, _ = await hub.fetch(f"/user/carol/api/comms/{comm_id}", user="carol")
+        assert status == 200 and model["status"] == "closed", model
+        assert model["close_reason"] == "force-closed"
+        assert model["closed_by"] == f"admin via {SERVICE}"
+        # gone from the Hub's list; closing it again is a 404
+        assert not (await hub.api("api/comms?target_name=watched"))["comms"]
+        status, body, _ = await hub.fetch(f"{PREFIX}api/comms/{comm_id}", "DELETE", "admin")
+        assert status == 404 and body["message"], body
+    finally:
+        ws.close()
+
+
+async def test_bulk_close(hub: Hub) -> None:
+    status, body, _ = await hub.fetch(f"{PREFIX}api/comms?user=bob", "DELETE", "admin")
+    assert status == 400 and "at least one" in body["message"], body
+    status, body, _ = await hub.fetch(
+        f"{PREFIX}api/comms?user=bob&status=closed", "DELETE", "admin"
+    )
+    assert status == 400, body
+    answer = await hub.api("api/comms?user=bob&target_name=probe", "DELETE")
+    assert by_server(answer["comms"]) == {("bob", ""): 1, ("bob", "second"): 2}
+    assert {c["closed_by"] for c in answer["comms"]} == {f"admin via {SERVICE}"}
+    assert not (await hub.api("api/comms?user=bob"))["comms"]
+    # the others' are untouched
+    assert by_server((await hub.api("api/comms?target_name=probe"))["comms"]) == {("alice", ""): 2}
+
+
+async def test_hung_then_stopped_server(hub: Hub) -> None:
+    """A server that does not answer costs the answer its timeout, no more; a stopped
+    one is not asked at all. Runs last: erin's server is gone after it."""
+    pid = hub.server_pid("erin")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        answer = await hub.api("api/comms")
+        elapsed = time.monotonic() - started
+        erin = next(s for s in answer["servers"] if s["user"] == "erin")
+        assert erin["status"] == "error" and "timeout" in erin["message"], erin
+        assert SERVER_TIMEOUT - 0.1 < elapsed < SERVER_TIMEOUT + 1.5, elapsed
+        assert statuses(answer)["alice", ""] == "ok"
+        assert by_server(answer["comms"])["alice", ""] >= 1
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    hub.stop_server("erin")
+    answer = await hub.api("api/comms")
+    assert ("erin", "") not in statuses(answer)
+    assert statuses(answer)["alice", ""] == "ok"
