@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM, free_port, wait_for
+from helpers import (
+    BROWSER_TIMEOUT,
+    KERNEL_SAW_CLOSE,
+    OPEN_WATCHED_COMM,
+    free_port,
+    needs_browser,
+    wait_for,
+)
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 from wsclient import V1, KernelWS, comm_msgs, execute_content
@@ -533,6 +540,70 @@ async def test_bulk_close(hub: Hub) -> None:
     assert not (await hub.api("api/comms?user=bob"))["comms"]
     # the others' are untouched
     assert by_server((await hub.api("api/comms?target_name=probe"))["comms"]) == {("alice", ""): 2}
+
+
+HOSTILE = '<img src=x onerror="window.pwned=1">'
+
+
+async def _log_in(browser: Any, hub: Hub, user: str) -> Any:
+    """A browser tab logged in to the Hub as `user`, on the service's page (via OAuth)."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    page.set_default_timeout(BROWSER_TIMEOUT)
+    await page.goto(f"{hub.url}/hub/login?next={PREFIX}")
+    await page.fill("#username_input", user)
+    await page.fill("#password_input", "any")
+    await page.click("#login_submit")
+    await page.wait_for_url(f"{hub.url}{PREFIX}")
+    await page.locator("tr.server").first.wait_for()
+    return page
+
+
+@needs_browser
+async def test_page(hub: Hub, browser: Any, screenshots: Path) -> None:
+    kernel_id = hub.kernels["alice", ""][0]
+    ws = await hub.connect("alice", kernel_id)
+    await ws.execute(
+        f"from comm import create_comm\nhostile = create_comm(target_name={HOSTILE!r})"
+    )
+    ws.close()
+    comm_id = await wait_for(
+        lambda: _comm_with_target(hub, HOSTILE), 10, "the comm with a hostile target"
+    )
+
+    page = await _log_in(browser, hub, "admin")
+    alice = page.locator('tr.server[data-server="alice/"]')
+    await alice.get_by_text("ok").wait_for()
+    assert "no extension" in await page.locator('tr.server[data-server="dave/"]').inner_text()
+    assert "dave/(default) (no comms extension)" in await page.locator("#unreachable").inner_text()
+    await page.get_by_role("button", name="Show comms of alice/(default)").click()
+    row = page.locator(f'tr[data-comm-id="{comm_id}"]')
+    await row.wait_for()
+    assert HOSTILE in await row.inner_text()
+    assert await page.locator("img").count() == 0
+    assert await page.evaluate("window.pwned") is None
+    await page.screenshot(path=screenshots / "hub_page.png", full_page=True)
+
+    await row.get_by_role("button", name=f"Close comm {HOSTILE} {comm_id[:8]}").click()
+    await page.locator("#confirm-ok").click()
+    await page.get_by_text("Closed 1 comm.").wait_for()
+    await row.wait_for(state="detached")
+    status, model, _ = await hub.fetch(f"/user/alice/api/comms/{comm_id}", user="alice")
+    assert (status, model["status"], model["closed_by"]) == (200, "closed", "admin via comms")
+
+    # a viewer sees the same, and a close is refused in plain words
+    viewer = await _log_in(browser, hub, "viewer")
+    await viewer.get_by_role("button", name="Show comms of carol/(default)").click()
+    await viewer.get_by_role("button", name="Close comm other").click()
+    await viewer.locator("#confirm-ok").click()
+    await viewer.get_by_text("You may look but not close").wait_for()
+    assert await viewer.locator('button[aria-label^="Close comm"]:disabled').count() == 1
+    assert len((await hub.api("api/comms?user=carol"))["comms"]) == 1
+
+
+async def _comm_with_target(hub: Hub, target: str) -> str | None:
+    comms = (await hub.api("api/comms?user=alice"))["comms"]
+    return next((c["comm_id"] for c in comms if c["target_name"] == target), None)
 
 
 async def test_hung_then_stopped_server(hub: Hub) -> None:

@@ -334,6 +334,12 @@ class StaticHandler(ServiceHandler, web.StaticFileHandler):
         self.require(READ_SCOPE)
         await super().get(path, include_body)
 
+    def check_xsrf_cookie(self) -> None:
+        """No XSRF token on these GETs: the Hub's OAuth cookie asks one of every non-navigation
+        request, but a browser loads ES modules (`import`) without headers or query. Static
+        files change nothing and carry no data, and without CORS headers no other origin can
+        read them; the login is still required."""
+
     def set_extra_headers(self, path: str) -> None:
         self.set_header("Cache-Control", "no-cache")
 
