@@ -16,16 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections import Counter
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +27,17 @@ from helpers import (
     BROWSER_TIMEOUT,
     KERNEL_SAW_CLOSE,
     OPEN_WATCHED_COMM,
-    free_port,
     needs_browser,
     wait_for,
 )
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from tornado.websocket import websocket_connect
-from wsclient import V1, KernelWS, comm_msgs, execute_content
+from hub_process import CHP, PREFIX, SERVICE, Hub
+from wsclient import comm_msgs, execute_content
 
-CHP = shutil.which("configurable-http-proxy")
 pytestmark = pytest.mark.skipif(
     CHP is None and not os.environ.get("CI"),
     reason="configurable-http-proxy is not installed (npm install -g configurable-http-proxy)",
 )
 
-SERVICE = "comms"
-PREFIX = f"/services/{SERVICE}/"
 SERVER_TIMEOUT = 2.0
 ANSWER_TIMEOUT = 4.0
 USERS = ("admin", "viewer", "plain", "nobody", "alice", "bob", "carol", "dave", "erin")
@@ -61,279 +49,13 @@ COMMS = {
     ("carol", ""): [["other"]],
 }
 SERVERS = [("alice", ""), ("bob", ""), ("bob", "second"), ("carol", ""), ("dave", ""), ("erin", "")]
-
-HUB_CONFIG = """
-import sys
-c = get_config()  # noqa
-c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
-c.ConfigurableHTTPProxy.command = [{chp!r}]
-c.JupyterHub.db_url = "sqlite:///{tmp}/hub.sqlite"
-c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
-c.ConfigurableHTTPProxy.pid_file = "{tmp}/proxy.pid"
-c.JupyterHub.cleanup_servers = True
-c.JupyterHub.allow_named_servers = True
-c.JupyterHub.authenticator_class = "dummy"
-c.Authenticator.allowed_users = {users!r}
-c.Authenticator.admin_users = {{"admin"}}
-c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = "{tmp}/home/{{username}}"
-c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
-c.Spawner.ip = "127.0.0.1"
-c.Spawner.args = ["--allow-root"]
-c.Spawner.environment = {{"COMMS_HUB_TEST": "{marker}", "JUPYTER_PLATFORM_DIRS": "0"}}
-c.Spawner.start_timeout = 60
-c.Spawner.http_timeout = 60
-
+NO_EXTENSION_FOR_DAVE = """
 def no_extension_for_dave(spawner):
     if spawner.user.name == "dave":
         spawner.args = [*spawner.args, "--ServerApp.jpserver_extensions=jupyter_comm_ext=False"]
 
 c.Spawner.pre_spawn_hook = no_extension_for_dave
-
-# -- the README's snippet, as it is there but for the test's ports and timeouts -----------
-c.JupyterHub.services = [
-    {{
-        "name": "{service}",
-        "url": "http://127.0.0.1:{service_port}",
-        "command": [
-            sys.executable, "-m", "jupyter_comm_ext.hub",
-            "--CommsHubService.proxy_url=http://127.0.0.1:{port}",
-            "--CommsHubService.server_timeout={server_timeout}",
-            "--CommsHubService.answer_timeout={answer_timeout}",
-            "--CommsHubService.page_size=2",
-        ],
-        "environment": {{"COMMS_HUB_TEST": "{marker}"}},
-        "oauth_client_allowed_scopes": ["custom:comms:read", "custom:comms:write"],
-        "oauth_no_confirm": True,
-    }}
-]
-c.JupyterHub.custom_scopes = {{
-    "custom:comms:read": {{"description": "See the comms of every user's server"}},
-    "custom:comms:write": {{
-        "description": "Close the comms of every user's server",
-        "subscopes": ["custom:comms:read"],
-    }},
-}}
-c.JupyterHub.load_roles = [
-    {{
-        "name": "comms-service",
-        "services": ["{service}"],
-        "scopes": ["list:users", "read:users", "read:servers", "access:servers"],
-    }},
-    {{
-        "name": "comms-admin",
-        "users": ["admin"],
-        "scopes": ["custom:comms:write", "access:services!service={service}"],
-    }},
-    {{
-        "name": "comms-viewer",
-        "users": ["viewer"],
-        "scopes": ["custom:comms:read", "access:services!service={service}"],
-    }},
-    {{"name": "comms-plain", "users": ["plain"], "scopes": ["access:services!service={service}"]}},
-]
 """
-
-
-class Hub:
-    """A JupyterHub in a subprocess, and what the tests need of it (synchronous calls)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.marker = uuid.uuid4().hex
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = HUB_CONFIG.format(
-            port=self.port,
-            hub_port=free_port(),
-            proxy_api_port=free_port(),
-            service_port=free_port(),
-            chp=CHP or "configurable-http-proxy",
-            tmp=tmp,
-            users=set(USERS),
-            marker=self.marker,
-            service=SERVICE,
-            server_timeout=SERVER_TIMEOUT,
-            answer_timeout=ANSWER_TIMEOUT,
-        )
-        (tmp / "jupyterhub_config.py").write_text(config)
-        self.log_path = tmp / "hub.log"
-        self.tokens: dict[str, str] = {}
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
-                cwd=tmp,
-                env=dict(os.environ, COMMS_HUB_TEST=self.marker),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            self._wait(lambda: self.request("/hub/api/")[0] == 200, 60, "the Hub's API")
-            self._wait(lambda: self.request(f"{PREFIX}api/summary")[0] == 403, 30, "the service")
-            for user in USERS:
-                self.tokens[user] = self.new_token(user)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait(self, predicate: Any, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the Hub exited with {self.process.returncode}:\n{self.log()}")
-            with suppress(OSError):
-                if predicate():
-                    return
-            time.sleep(0.2)
-        raise TimeoutError(f"{what} not up in {timeout}s:\n{self.log()}")
-
-    def request(
-        self, path: str, method: str = "GET", body: Any = None, user: str | None = None
-    ) -> tuple[int, Any]:
-        """(status, decoded JSON or raw bytes) of a request to the Hub's public URL."""
-        headers = {"Accept": "application/json"}
-        if user is not None:
-            headers["Authorization"] = f"token {self.tokens[user]}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data, headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw
-
-    def new_token(self, user: str) -> str:
-        """The user's own API token, asked for with their password (DummyAuthenticator)."""
-        status, body = self.request(
-            f"/hub/api/users/{user}/tokens",
-            "POST",
-            {"auth": {"username": user, "password": "any"}, "note": "test"},
-        )
-        assert status == 201, (status, body)
-        return body["token"]
-
-    def start_server(self, user: str, name: str = "") -> None:
-        path = f"/hub/api/users/{user}/servers/{name}" if name else f"/hub/api/users/{user}/server"
-        status, body = self.request(path, "POST", {}, user=user)
-        assert status in (201, 202), (status, body)
-        self._wait(lambda: self.server(user, name).get("ready"), 60, f"{user}/{name}")
-
-    def stop_server(self, user: str, name: str = "") -> None:
-        path = f"/hub/api/users/{user}/servers/{name}" if name else f"/hub/api/users/{user}/server"
-        status, body = self.request(path, "DELETE", user=user)
-        assert status in (202, 204), (status, body)
-        self._wait(lambda: not self.server(user, name), 30, f"{user}/{name} to stop")
-
-    def server(self, user: str, name: str = "") -> dict:
-        status, model = self.request(f"/hub/api/users/{user}", user=user)
-        assert status == 200, (status, model)
-        return model["servers"].get(name, {})
-
-    def server_pid(self, user: str) -> int:
-        """The pid of a user's single-user server, found by its environment."""
-        for pid in self.marked_pids():
-            with suppress(OSError):
-                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if f"JUPYTERHUB_USER={user}".encode() in environ and b"singleuser" in cmdline:
-                    return pid
-        raise LookupError(f"no server process for {user}")
-
-    def marked_pids(self) -> list[int]:
-        """Every process this Hub started (they carry its marker in their environment)."""
-        mark = f"COMMS_HUB_TEST={self.marker}".encode()
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with suppress(OSError):
-                    if mark in (entry / "environ").read_bytes().split(b"\0"):
-                        pids.append(int(entry.name))
-        return pids
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-20000:]
-
-    def stop(self) -> None:
-        with suppress(ProcessLookupError):
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-        for pid in self.marked_pids():  # whatever the Hub left behind
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-    # -- async: the test's own event loop ------------------------------------------------
-
-    async def fetch(
-        self,
-        path: str,
-        method: str = "GET",
-        user: str | None = None,
-        timeout: float = 30,
-        **headers: str,
-    ) -> tuple[int, Any, Any]:
-        """(status, decoded JSON or None, response) of a request through the proxy."""
-        if user is not None:
-            headers["Authorization"] = f"token {self.tokens[user]}"
-        client = AsyncHTTPClient(force_instance=True)
-        try:
-            response = await client.fetch(
-                HTTPRequest(
-                    self.url + path,
-                    method=method,
-                    body=b"{}" if method == "POST" else None,
-                    headers=headers,
-                    request_timeout=timeout,
-                    connect_timeout=timeout,
-                    follow_redirects=False,
-                ),
-                raise_error=False,
-            )
-        finally:
-            client.close()
-        try:
-            body = json.loads(response.body) if response.body else None
-        except ValueError:
-            body = None
-        return response.code, body, response
-
-    async def api(self, path: str, method: str = "GET", user: str = "admin") -> Any:
-        """The service's JSON answer; fails on any status but 200."""
-        status, body, _ = await self.fetch(PREFIX + path, method, user)
-        assert status == 200, (path, status, body)
-        return body
-
-    async def connect(self, user: str, kernel_id: str, name: str = "") -> KernelWS:
-        """A frontend of a user's kernel, through the proxy (as their browser tab is)."""
-        session_id = uuid.uuid4().hex
-        base = f"/user/{user}/{name + '/' if name else ''}"
-        request = HTTPRequest(
-            f"ws://127.0.0.1:{self.port}{base}api/kernels/{kernel_id}/channels"
-            f"?session_id={session_id}",
-            headers={"Authorization": f"token {self.tokens[user]}"},
-            connect_timeout=30,
-            request_timeout=30,
-        )
-        ws = await asyncio.wait_for(websocket_connect(request, subprotocols=[V1]), 30)
-        return KernelWS(ws, "v1", session_id)
-
-    async def start_kernel(self, user: str, name: str = "") -> str:
-        base = f"/user/{user}/{name + '/' if name else ''}"
-        status, body, _ = await self.fetch(f"{base}api/kernels", "POST", user, timeout=60)
-        assert status == 201, (status, body)
-        return body["id"]
 
 
 async def _open_comms(hub: Hub) -> dict[tuple[str, str], list[str]]:
@@ -354,10 +76,23 @@ async def _open_comms(hub: Hub) -> dict[tuple[str, str], list[str]]:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    hub = Hub(tmp_path_factory.mktemp("hub"))
+    hub = Hub(
+        tmp_path_factory.mktemp("hub"),
+        USERS,
+        roles=[
+            ("comms-admin", "admin", ["custom:comms:write", f"access:services!service={SERVICE}"]),
+            ("comms-viewer", "viewer", ["custom:comms:read", f"access:services!service={SERVICE}"]),
+            ("comms-plain", "plain", [f"access:services!service={SERVICE}"]),
+        ],
+        service_args=[
+            f"--CommsHubService.server_timeout={SERVER_TIMEOUT}",
+            f"--CommsHubService.answer_timeout={ANSWER_TIMEOUT}",
+            "--CommsHubService.page_size=2",  # alice's server answers in two pages
+        ],
+        extra_config=NO_EXTENSION_FOR_DAVE,
+    )
     try:
-        for user, name in SERVERS:
-            hub.start_server(user, name)
+        hub.start_servers(SERVERS)
         hub.kernels = asyncio.run(_open_comms(hub))
         yield hub
     except BaseException:
@@ -608,7 +343,8 @@ async def _comm_with_target(hub: Hub, target: str) -> str | None:
 
 async def test_hung_then_stopped_server(hub: Hub) -> None:
     """A server that does not answer costs the answer its timeout, no more; a stopped
-    one is not asked at all. Runs last: erin's server is gone after it."""
+    one is not asked at all; a dead one is an error. Runs last: erin's server is stopped and
+    bob's second killed after it."""
     pid = hub.server_pid("erin")
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -625,4 +361,12 @@ async def test_hung_then_stopped_server(hub: Hub) -> None:
     hub.stop_server("erin")
     answer = await hub.api("api/comms")
     assert ("erin", "") not in statuses(answer)
+    assert statuses(answer)["alice", ""] == "ok"
+    # a server that died under the Hub (which still lists it): an error, promptly
+    os.kill(hub.server_pid("bob", "second"), signal.SIGKILL)
+    started = time.monotonic()
+    answer = await hub.api("api/comms")
+    assert time.monotonic() - started < SERVER_TIMEOUT
+    second = next(s for s in answer["servers"] if s["server_name"] == "second")
+    assert second["status"] == "error" and second["message"], second
     assert statuses(answer)["alice", ""] == "ok"

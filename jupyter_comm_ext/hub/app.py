@@ -51,6 +51,16 @@ class CommsHubService(Application):
     def _default_service_url(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
 
+    ip = Unicode(
+        help="The address to bind. Default: the host of service_url. On Kubernetes the "
+        "service's url names the hub pod's Service (http://hub:10101), which the pod cannot "
+        "bind: use 0.0.0.0 there, and let the hub's network policy limit who connects."
+    ).tag(config=True)
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return urlparse(self.service_url).hostname or "127.0.0.1"
+
     service_prefix = Unicode(
         help="The URL prefix of the service behind the proxy. Default: "
         "$JUPYTERHUB_SERVICE_PREFIX (`/services/<name>/`)."
@@ -164,7 +174,7 @@ class CommsHubService(Application):
     async def serve(self) -> None:
         url = urlparse(self.service_url)
         app = self.make_app()
-        app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
+        app.listen(url.port or 80, self.ip, xheaders=True)
         self.log.info(
             "comms service at %s%s, servers reached through %s",
             self.service_url.rstrip("/"),
