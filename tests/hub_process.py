@@ -258,6 +258,7 @@ class Hub:
         method: str = "GET",
         user: str | None = None,
         timeout: float = 30,
+        body: str | None = None,
         **headers: str,
     ) -> tuple[int, Any, Any]:
         """(status, decoded JSON or None, response) of a request through the proxy."""
@@ -269,7 +270,7 @@ class Hub:
                 HTTPRequest(
                     self.url + path,
                     method=method,
-                    body=b"{}" if method == "POST" else None,
+                    body=body if body is not None else b"{}" if method == "POST" else None,
                     headers=headers,
                     request_timeout=timeout,
                     connect_timeout=timeout,
@@ -304,6 +305,14 @@ class Hub:
         )
         ws = await asyncio.wait_for(websocket_connect(request, subprotocols=[V1]), 30)
         return KernelWS(ws, "v1", session_id)
+
+    async def open_notebook(self, user: str, kernel_id: str, path: str) -> None:
+        """A session for a running kernel, as a frontend opening a notebook makes."""
+        body = {"path": path, "name": path, "type": "notebook", "kernel": {"id": kernel_id}}
+        status, model, _ = await self.fetch(
+            f"/user/{user}/api/sessions", "POST", user, body=json.dumps(body)
+        )
+        assert status == 201 and model["kernel"]["id"] == kernel_id, (status, model)
 
     async def start_kernel(self, user: str, name: str = "") -> str:
         base = f"/user/{user}/{name + '/' if name else ''}"

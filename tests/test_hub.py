@@ -49,6 +49,7 @@ COMMS = {
     ("carol", ""): [["other"]],
 }
 SERVERS = [("alice", ""), ("bob", ""), ("bob", "second"), ("carol", ""), ("dave", ""), ("erin", "")]
+NOTEBOOK = "analysis/Untitled.ipynb"  # alice's first kernel runs it (a session)
 NO_EXTENSION_FOR_DAVE = """
 def no_extension_for_dave(spawner):
     if spawner.user.name == "dave":
@@ -71,6 +72,7 @@ async def _open_comms(hub: Hub) -> dict[tuple[str, str], list[str]]:
             await ws.execute(code)
             ws.close()
             kernels.setdefault((user, name), []).append(kernel_id)
+    await hub.open_notebook("alice", kernels["alice", ""][0], NOTEBOOK)
     return kernels
 
 
@@ -187,6 +189,23 @@ async def test_filters(hub: Hub) -> None:
         assert status == 400 and body["message"], (query, status, body)
     status, body, _ = await hub.fetch(f"{PREFIX}api/summary?target_name=x", user="admin")
     assert status == 400 and "target_name" in body["message"]
+
+
+async def test_kernels_and_their_notebooks(hub: Hub) -> None:
+    answer = await hub.api("api/kernels?user=alice")
+    assert {k["kernel_id"]: k["notebook"] for k in answer["kernels"]} == {
+        hub.kernels["alice", ""][0]: NOTEBOOK,
+        hub.kernels["alice", ""][1]: None,
+    }
+    assert {(k["user"], k["server_name"], k["name"]) for k in answer["kernels"]} == {
+        ("alice", "", "python3")
+    }
+    # the kernels route is the server's own: a server without the extension has one too
+    assert statuses(await hub.api("api/kernels?user=dave")) == {("dave", ""): "ok"}
+    status, body, _ = await hub.fetch(f"{PREFIX}api/kernels?status=open", user="admin")
+    assert status == 400, body
+    status, body, _ = await hub.fetch(f"{PREFIX}api/kernels", user="plain")
+    assert status == 403, body
 
 
 async def test_who_may_look_and_close(hub: Hub) -> None:
@@ -314,6 +333,8 @@ async def test_page(hub: Hub, browser: Any, screenshots: Path) -> None:
     await page.get_by_role("button", name="Show comms of alice/(default)").click()
     row = page.locator(f'tr[data-comm-id="{comm_id}"]')
     await row.wait_for()
+    group = page.locator("tr.kernel", has_text=NOTEBOOK)
+    assert "3 comms" in await group.inner_text()  # two probes and the hostile one
     assert HOSTILE in await row.inner_text()
     assert await page.locator("img").count() == 0
     assert await page.evaluate("window.pwned") is None

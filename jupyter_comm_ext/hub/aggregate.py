@@ -238,6 +238,9 @@ class Aggregator:
                 raise NotHere(_message(e.response)) from None
             raise
 
+    async def get_json(self, server: Server, path: str, timeout: float) -> Any:
+        return loads((await self.fetch(server, path, timeout)).body)
+
     async def list_comms(self, server: Server, timeout: float, query: dict[str, str]) -> list:
         """A server's comms matching `query`, page by page when `page_size` is set."""
         args = dict(query)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -256,12 +257,47 @@ class SummaryHandler(ApiHandler):
         args = self.query(HUB_FILTERS)
 
         async def summary(server: Server, timeout: float) -> dict:
-            return json.loads((await self.aggregator.fetch(server, SUMMARY, timeout)).body)
+            return await self.aggregator.get_json(server, SUMMARY, timeout)
 
         answers = await self.aggregator.ask(await self.servers(args), summary)
         servers = [{**a.model(), "summary": a.body if a.status == OK else None} for a in answers]
         self.write_json(
             {"totals": _totals([a.body for a in answers if a.status == OK]), "servers": servers}
+        )
+
+
+class KernelsHandler(ApiHandler):
+    """`api/kernels`: the kernels of the servers asked, with the notebook each one runs (from
+    the server's sessions), so a page can say which notebook holds which comms."""
+
+    async def get(self) -> None:
+        self.require(READ_SCOPE)
+        args = self.query(HUB_FILTERS)
+
+        async def kernels(server: Server, timeout: float) -> list[dict]:
+            deadline = time.monotonic() + timeout
+            running = await self.aggregator.get_json(server, "api/kernels", timeout)
+            left = max(0.001, deadline - time.monotonic())
+            sessions = await self.aggregator.get_json(server, "api/sessions", left)
+            notebooks = {s["kernel"]["id"]: s.get("path") for s in sessions if s.get("kernel")}
+            return [
+                {
+                    **server.ident(),
+                    "kernel_id": k["id"],
+                    "name": k.get("name"),
+                    "execution_state": k.get("execution_state"),
+                    "connections": k.get("connections"),
+                    "notebook": notebooks.get(k["id"]),
+                }
+                for k in running
+            ]
+
+        answers = await self.aggregator.ask(await self.servers(args), kernels)
+        self.write_json(
+            {
+                "kernels": [k for a in answers if a.status == OK for k in a.body],
+                "servers": [a.model() for a in answers],
+            }
         )
 
 
@@ -360,4 +396,5 @@ def handlers(prefix: str) -> list[tuple[str, Any] | tuple[str, Any, dict[str, An
         (rf"{prefix}api/comms/?", CommsHandler),
         (rf"{prefix}api/comms/(?P<comm_id>[^/]+)/?", CommHandler),
         (rf"{prefix}api/summary/?", SummaryHandler),
+        (rf"{prefix}api/kernels/?", KernelsHandler),
     ]

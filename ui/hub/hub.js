@@ -35,11 +35,11 @@ function ago(iso) {
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
 
-/** GET api/summary: the one route ../api.js does not know. The Hub's login cookie counts
- * on a fetch() only with the page's XSRF token, even for a GET. */
-async function summary(user) {
-  const url = new URL(`${baseUrl}api/summary`, window.location.origin);
-  if (user) url.searchParams.set("user", user);
+/** GET of a route ../api.js does not know (api/summary, api/kernels). The Hub's login
+ * cookie counts on a fetch() only with the page's XSRF token, even for a GET. */
+async function getJson(path, params = {}) {
+  const url = new URL(`${baseUrl}${path}`, window.location.origin);
+  for (const [key, value] of Object.entries(params)) if (value) url.searchParams.set(key, value);
   const xsrf = document.cookie.split("; ").find((c) => c.startsWith("_xsrf="));
   const headers = { Accept: "application/json" };
   if (xsrf) headers["X-XSRFToken"] = decodeURIComponent(xsrf.slice("_xsrf=".length));
@@ -87,21 +87,26 @@ async function loadComms(server) {
   const { target_name } = filters();
   try {
     // By user, then by server here: ../api.js leaves out empty values, the default server's name.
-    const answer = await api.comms({ user: server.user, target_name });
+    const [answer, kernels] = await Promise.all([
+      api.comms({ user: server.user, target_name }),
+      // Notebook names only label the groups: do without them if they do not come.
+      getJson("api/kernels", { user: server.user }).catch(() => ({ kernels: [] })),
+    ]);
     const answered = answer.servers.find((s) => keyOf(s) === keyOf(server));
     state.open.set(keyOf(server), {
       comms: answer.comms.filter((c) => c.server_name === server.server_name),
+      kernels: new Map(kernels.kernels.filter((k) => keyOf(k) === keyOf(server)).map((k) => [k.kernel_id, k])),
       error: answered && answered.status !== "ok" ? answered.message || answered.status : null,
     });
   } catch (error) {
-    state.open.set(keyOf(server), { comms: [], error: plainWords(error, "list its comms") });
+    state.open.set(keyOf(server), { comms: [], kernels: new Map(), error: plainWords(error, "list its comms") });
   }
 }
 
 async function refresh() {
   let answer;
   try {
-    answer = await summary(filters().user);
+    answer = await getJson("api/summary", { user: filters().user });
   } catch (error) {
     $("load-error").textContent = plainWords(error, "list the servers");
     $("load-error").hidden = false;
@@ -174,7 +179,7 @@ function serverRow(server) {
   );
 }
 
-function detailRow(server, { comms, error }) {
+function detailRow(server, { comms, kernels, error }) {
   const cell = el("td", { colspan: "9" });
   if (error) cell.append(el("p", { class: "error", text: error }));
   if (!comms.length && !error) cell.append(el("p", { text: "No open comm matches on this server." }));
@@ -189,10 +194,14 @@ function detailRow(server, { comms, error }) {
     const byKernel = new Map();
     for (const comm of comms) byKernel.set(comm.kernel_id, [...(byKernel.get(comm.kernel_id) || []), comm]);
     for (const [kernelId, group] of byKernel) {
+      const kernel = kernels.get(kernelId);
+      const execution = kernel ? kernel.execution_state : "gone";
       tbody.append(
         el("tr", { class: "kernel" }, el("th", { scope: "colgroup", colspan: "8" },
-          el("span", { class: "kernel-name", text: "kernel" }),
+          el("span", { class: "kernel-name", text: kernel?.notebook ?? "(no notebook)" }),
+          el("span", { text: kernel?.name ?? "kernel" }),
           el("code", { class: "kernel-id", title: kernelId, text: kernelId.slice(0, 8) }),
+          el("span", { class: `state state-${execution}`, text: execution }),
           el("span", { text: plural(group.length, "comm") }))),
       );
       for (const comm of group) tbody.append(commRow(comm));
