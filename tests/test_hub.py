@@ -222,8 +222,9 @@ async def test_who_may_look_and_close(hub: Hub) -> None:
         assert status == 403 and scope in body["message"], body
     # without access to the service, or without a token: a JSON 403, never a redirect
     for user in ("nobody", None):
-        status, body, _ = await hub.fetch(f"{PREFIX}api/comms", user=user)
-        assert status == 403 and "not logged in" in body["message"], body
+        for method in ("GET", "DELETE"):
+            status, body, _ = await hub.fetch(f"{PREFIX}api/comms?min_idle=0", method, user)
+            assert status == 403 and "not logged in" in body["message"], (user, method, body)
     status, body, _ = await hub.fetch(f"{PREFIX}api/comms", Authorization="token not-a-real-token")
     assert status == 403, body
     # a browser without a session is sent to log in through the Hub's OAuth

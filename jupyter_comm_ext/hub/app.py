@@ -140,6 +140,7 @@ class CommsHubService(Application):
         super().initialize(argv)
         if self.config_file:
             self.load_config_file(self.config_file)
+            self.update_config(self.cli_config)  # the command line wins over the file
         self.hub_auth = HubOAuth(parent=self, base_url=self.service_prefix)
 
     def make_app(self) -> web.Application:

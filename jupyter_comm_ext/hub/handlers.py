@@ -75,8 +75,9 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
         if user is None and self.login_redirect:
             self.redirect(self.get_login_url())
             return
-        if self.request.method not in ("GET", "HEAD", "OPTIONS"):
+        if user is not None and self.request.method not in ("GET", "HEAD", "OPTIONS"):
             # After the user is known: token-authenticated requests need no XSRF token.
+            # (Without a user, require() answers 403 "not logged in", the clearer reason.)
             self.hub_auth.check_xsrf_cookie(self)
 
     def get_current_user(self) -> dict | None:
