@@ -31,6 +31,8 @@ from helpers import (
     wait_for,
 )
 from hub_process import CHP, PREFIX, SERVICE, Hub
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 from wsclient import comm_msgs, execute_content
 
 pytestmark = pytest.mark.skipif(
@@ -265,8 +267,17 @@ async def test_force_close_reaches_kernel_and_tab(hub: Hub) -> None:
             return [c["comm_id"] for c in comms] == [comm_id]
 
         await wait_for(listed, 10, "the watched comm")
+        events = await websocket_connect(
+            HTTPRequest(
+                f"ws://127.0.0.1:{hub.port}/user/carol/api/events/subscribe",
+                headers={"Authorization": f"token {hub.tokens['carol']}"},
+            )
+        )
         status, body, _ = await hub.fetch(f"{PREFIX}api/comms/{comm_id}", "DELETE", "admin")
         assert status == 204, body
+        event = await _next_event(events, "force_closed", 10)
+        assert (event["comm_id"], event["username"]) == (comm_id, f"admin via {SERVICE}")
+        events.close()
         close = await ws.recv(comm_msgs(ws, "comm_close", comm_id), 10)
         assert close["channel"] == "iopub"
         await ws.eventually(KERNEL_SAW_CLOSE)
@@ -280,6 +291,19 @@ async def test_force_close_reaches_kernel_and_tab(hub: Hub) -> None:
         assert status == 404 and body["message"], body
     finally:
         ws.close()
+
+
+async def _next_event(events: Any, action: str, timeout: float) -> dict:
+    """The next comm event with `action` on a server's event stream, bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = await asyncio.wait_for(events.read_message(), deadline - time.monotonic())
+        assert frame is not None, "the event stream closed"
+        event = json.loads(frame)
+        if event.get("schema_id", "").endswith("jupyter_comm_ext/comm/v1") and (
+            event.get("action") == action
+        ):
+            return event
 
 
 async def test_bulk_close(hub: Hub) -> None:
