@@ -372,6 +372,21 @@ async def test_page(hub: Hub, browser: Any, screenshots: Path) -> None:
     status, model, _ = await hub.fetch(f"/user/alice/api/comms/{comm_id}", user="alice")
     assert (status, model["status"], model["closed_by"]) == (200, "closed", "admin via comms")
 
+    # close idle, within the filters: alice's comms with target "other", idle 0 minutes or more
+    await page.fill("#filter-user", "alice")
+    await page.fill("#filter-target", "other")
+    await page.fill("#idle-minutes", "0")
+    await page.click("#close-idle-button")
+    question = page.locator("#confirm-text", has_text="idle longer than")
+    await question.wait_for()  # the page counts the matches first
+    assert await question.inner_text() == (
+        "Close 1 comm idle longer than 0 minutes of alice with target “other”, on 1 server?"
+    )
+    await page.locator("#confirm-ok").click()
+    await page.get_by_text("Closed 1 comm idle longer than 0 minutes").wait_for()
+    left = (await hub.api("api/comms?user=alice"))["comms"]
+    assert sorted(c["target_name"] for c in left) == ["probe", "probe"]
+
     # a viewer sees the same, and a close is refused in plain words
     viewer = await _log_in(browser, hub, "viewer")
     await viewer.get_by_role("button", name="Show comms of carol/(default)").click()
