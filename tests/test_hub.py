@@ -35,6 +35,8 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 from wsclient import comm_msgs, execute_content
 
+from jupyter_comm_ext.hub.aggregate import ON_BEHALF_HEADER
+
 pytestmark = pytest.mark.skipif(
     CHP is None and not os.environ.get("CI"),
     reason="configurable-http-proxy is not installed (npm install -g configurable-http-proxy)",
@@ -400,6 +402,19 @@ async def test_page(hub: Hub, browser: Any, screenshots: Path) -> None:
 async def _comm_with_target(hub: Hub, target: str) -> str | None:
     comms = (await hub.api("api/comms?user=alice"))["comms"]
     return next((c["comm_id"] for c in comms if c["target_name"] == target), None)
+
+
+async def test_on_behalf_of_is_a_label_only(hub: Hub) -> None:
+    """The header the service sends names who asked; the server always adds who did it."""
+    (comm,) = (await hub.api("api/comms?user=carol"))["comms"]
+    path = f"/user/carol/api/comms/{comm['comm_id']}"
+    for bad in ("", "x" * 257):
+        status, body, _ = await hub.fetch(path, "DELETE", "carol", **{ON_BEHALF_HEADER: bad})
+        assert status == 400 and ON_BEHALF_HEADER in body["message"], body
+    status, _, _ = await hub.fetch(path, "DELETE", "carol", **{ON_BEHALF_HEADER: "mallory"})
+    assert status == 204
+    status, model, _ = await hub.fetch(path, user="carol")
+    assert model["closed_by"] == "mallory via carol"
 
 
 async def test_hung_then_stopped_server(hub: Hub) -> None:
