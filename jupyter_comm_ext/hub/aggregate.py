@@ -200,8 +200,11 @@ class Aggregator:
             status, message = _http_failure(e)
         except OSError as e:  # refused, unreachable, reset
             status, message = ERROR, f"{e.strerror or e}".lower()
-        except ValueError as e:  # not JSON
-            status, message = ERROR, f"bad answer: {e}"
+        except NotHere as e:  # e.g. an older extension without the route asked
+            status, message = ERROR, f"HTTP 404: {e}"
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # not the JSON we know
+            self.log.exception("%s/%s: unreadable answer", server.user, server.name)
+            status, message = ERROR, f"unreadable answer: {e!r}"
         finally:
             self._slots.release()
         self.log.warning("%s/%s: %s: %s", server.user, server.name, status, message)
