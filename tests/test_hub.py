@@ -37,10 +37,14 @@ from wsclient import comm_msgs, execute_content
 
 from jupyter_comm_ext.hub.aggregate import ON_BEHALF_HEADER
 
-pytestmark = pytest.mark.skipif(
-    CHP is None and not os.environ.get("CI"),
-    reason="configurable-http-proxy is not installed (npm install -g configurable-http-proxy)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHP is None and not os.environ.get("CI"),
+        reason="configurable-http-proxy is not installed (npm install -g configurable-http-proxy)",
+    ),
+    # the first test also waits for the Hub, six servers and five kernels (~40 s when quiet)
+    pytest.mark.timeout(300),
+]
 
 SERVER_TIMEOUT = 2.0
 ANSWER_TIMEOUT = 4.0
