@@ -26,6 +26,9 @@ MAX_ID_LENGTH = 256
 NOT_REFRESHED_HEADER = "X-Comms-Not-Refreshed"
 #: the largest page `GET /api/comms?limit=` gives
 MAX_LIMIT = 10_000
+#: A client acting for someone else (the JupyterHub service, for the Hub user who asked)
+#: names them here; a close is then recorded as "<them> via <authenticated user>".
+ON_BEHALF_HEADER = "X-Comms-On-Behalf-Of"
 
 
 class CommsBaseHandler(APIHandler):
@@ -98,8 +101,16 @@ class CommsBaseHandler(APIHandler):
 
     @property
     def username(self) -> str | None:
+        """Who closes: the authenticated user, after whoever they say they act for (a
+        label only: the authenticated name is always in it, so no one can pass as another)."""
         user = self.current_user
-        return getattr(user, "username", None) or getattr(user, "name", None)
+        name = getattr(user, "username", None) or getattr(user, "name", None)
+        asker = self.request.headers.get(ON_BEHALF_HEADER)
+        if asker is None:
+            return name
+        if not 0 < len(asker) <= MAX_ID_LENGTH or not asker.isprintable():
+            raise web.HTTPError(400, f"{ON_BEHALF_HEADER} must be 1 to 256 printable characters")
+        return f"{asker} via {name}"
 
     async def force_close(self, records: list[CommRecord]) -> list[CommRecord]:
         """Close each record; the ones whose kernel went away meanwhile are left out."""
