@@ -59,7 +59,7 @@ c.Spawner.environment = {{"COMMS_HUB_TEST": "{marker}", "JUPYTER_PLATFORM_DIRS":
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 
-# -- the README's snippet (docs/hub.md), but for the ports and the extra arguments --------
+# -- the README's snippet (section JupyterHub), but for the ports and the extra arguments --------
 c.JupyterHub.services = [
     {{
         "name": "{service}",
