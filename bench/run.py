@@ -297,14 +297,10 @@ def tap_fractions(replay: dict, relay_summary: dict) -> dict:
         stock_rt = relay_summary[f"{proto}/roundtrip"]["server_cpu_us_per_roundtrip"]["stock"][
             "median"
         ]
-        # a round trip: one comm_msg in, the echo out (counted by the frontend's connection),
-        # status busy and idle out
-        rt_tap = r["in_comm_us"] + r["out_comm_us"] + 2 * r["out_counted_other_us"]
+        # a round trip: one comm_msg in, the echo out (+ watcher), status busy and idle out
+        rt_tap = r["in_comm_us"] + r["out_comm_us"] + 2 * r["out_other_us"]
         out[proto] = {
-            "non_comm_out": {
-                "tap_us": r["out_counted_other_us"],
-                "stock_server_cpu_us": stock_stream,
-            },
+            "non_comm_out": {"tap_us": r["out_other_us"], "stock_server_cpu_us": stock_stream},
             "comm_out": {"tap_us": r["out_comm_us"], "stock_server_cpu_us": stock_comm},
             "comm_roundtrip": {"tap_us": rt_tap, "stock_server_cpu_us": stock_rt},
         }

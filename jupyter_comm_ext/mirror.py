@@ -12,13 +12,11 @@ import inspect
 from typing import Any
 
 from jupyter_client.session import Session
-from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from traitlets import Float, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import registry as reg
 from .control import CommInfo, comm_close_for_frontends, write_to_frontend
-from .counting import CommCounting
 from .kernels import KernelTracker
 from .problems import RateLimitedLog
 from .protocol import CommMessage, MalformedMessage
@@ -61,6 +59,18 @@ class CommMirror(LoggingConfigurable):
         Use [""] for kernels that publish comm messages without that topic.""",
     )
 
+    iopub_queue_limit = Int(
+        50_000,
+        config=True,
+        help="""How many of a kernel's comm messages may wait for the server to read them
+        (the ZMQ receive high-water mark of the mirror's IOPub subscription). A kernel that
+        publishes faster than a busy server reads (10,000 widgets opened in a loop) is
+        counted exactly up to that backlog; past it libzmq drops the excess (counts fall
+        short; the comms themselves are recovered by the next reconcile), which bounds the
+        server's memory (about 1-4 KB a message). 0 means no limit: exact counts, and a
+        runaway kernel can make the server's memory grow without bound.""",
+    )
+
     reconcile_timeout = Float(
         5.0,
         config=True,
@@ -92,8 +102,6 @@ class CommMirror(LoggingConfigurable):
             on_gone=self.forget_kernel,
         )
         self._reconciles: dict[str, asyncio.Future] = {}
-        #: for kernels watched over ZMQ: which connections count their comm messages
-        self.counting: dict[str, CommCounting] = {}
 
     # -- traffic -----------------------------------------------------------------------
 
@@ -102,11 +110,7 @@ class CommMirror(LoggingConfigurable):
         self._observe(connection.kernel_id, comm, reg.TO_KERNEL, connection.session_id)
 
     def kernel_sent(self, kernel_id: str, comm: CommMessage) -> None:
-        """A comm message the kernel published, from the watcher or a counting connection
-        (see `counting.py`): a message both saw is counted once."""
-        counting = self.counting.get(kernel_id)
-        if counting is not None and comm.msg_id and not counting.recent.first_sighting(comm.msg_id):
-            return
+        """A comm message the kernel published (seen once, on the watcher)."""
         if comm.session:
             watcher = self.watchers.get(kernel_id)
             if watcher is not None:
@@ -142,31 +146,15 @@ class CommMirror(LoggingConfigurable):
 
         A frontend that connects right after the kernel started (a notebook opening) may
         make the kernel open comms at once; their comm_open must not beat our subscription.
-        Then (stock has replayed what a reconnecting frontend missed) the connection may
-        count the kernel's comm messages.
         """
         result = await connected if inspect.isawaitable(connected) else connected
-        kernel_id = connection.kernel_id
-        watcher = self.watchers.get(kernel_id)
+        watcher = self.watchers.get(connection.kernel_id)
         if watcher is not None:
             await watcher.subscribed(self.reconcile_timeout)
-        counting = self.counting.get(kernel_id)
-        alive = connection in self.connections.get(kernel_id, ())
-        if (
-            counting is not None
-            and alive
-            and isinstance(connection, ZMQChannelsWebsocketConnection)
-        ):
-            counting.connection_ready(connection)
         return result
 
     def remove_connection(self, connection: Any) -> None:
-        kernel_id = connection.kernel_id
-        self.connections.get(kernel_id, set()).discard(connection)
-        counting = self.counting.get(kernel_id)
-        if counting is not None and counting.connection_gone(connection):
-            # the watcher subscribed again: what the kernel did meanwhile, it tells
-            self._first_contact(kernel_id)
+        self.connections.get(connection.kernel_id, set()).discard(connection)
 
     # -- kernels -----------------------------------------------------------------------
 
@@ -192,9 +180,14 @@ class CommMirror(LoggingConfigurable):
             )
         else:
             watcher = IOPubWatcher(
-                kernel_id, km, self.kernel_sent, self.kernel_problem, self.log, self.iopub_topics
+                kernel_id,
+                km,
+                self.kernel_sent,
+                self.kernel_problem,
+                self.log,
+                self.iopub_topics,
+                self.iopub_queue_limit,
             )
-            self.counting[kernel_id] = CommCounting(watcher)
         self.watchers[kernel_id] = watcher
         self.registry.add_kernel(kernel_id)
         self._first_contact(kernel_id)
@@ -228,9 +221,6 @@ class CommMirror(LoggingConfigurable):
         watcher = self.watchers.get(kernel_id)
         if reconnect and watcher is not None:
             watcher.connect()
-            counting = self.counting.get(kernel_id)
-            if counting is not None:
-                counting.watcher_reconnected()
             self._first_contact(kernel_id)
 
     def forget_kernel(self, kernel_id: str, reason: str) -> None:
@@ -243,9 +233,6 @@ class CommMirror(LoggingConfigurable):
         if task is not None:
             task.cancel()
         self.connections.pop(kernel_id, None)
-        counting = self.counting.pop(kernel_id, None)
-        if counting is not None:
-            counting.stop()
         self.problems.forget(kernel_id)
         if kernel_id in self.registry.kernels():
             self.registry.remove_kernel(kernel_id)

@@ -54,8 +54,6 @@ class CommMessage:
     target_name: str | None = None
     target_module: str | None = None
     session: str | None = None
-    #: the header's msg_id: one message seen by two sources is counted once
-    msg_id: str | None = None
 
 
 def _checked_str(content: dict, key: str, required: bool) -> str | None:
@@ -88,7 +86,6 @@ def comm_message(header: Any, content: Any, nbytes: int) -> CommMessage | None:
         target_module=_checked_str(content, "target_module", required=False) if is_open else None,
         nbytes=nbytes,
         session=header.get("session") if isinstance(header.get("session"), str) else None,
-        msg_id=header.get("msg_id") if isinstance(header.get("msg_id"), str) else None,
     )
 
 

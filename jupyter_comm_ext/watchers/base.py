@@ -40,12 +40,9 @@ class KernelWatcher(ABC):
         self.on_comm = on_comm
         self.on_problem = on_problem
         self.log = log
-        #: the kernel's own Session id, learnt from its messages (by the mirror, whoever
-        #: counted them): a comm_close the server sends to frontends on the kernel's behalf
-        #: must carry it.
+        #: the kernel's own Session id, learnt from its messages (by the mirror): a
+        #: comm_close the server sends to frontends on the kernel's behalf must carry it.
         self.kernel_session: str | None = None
-        #: paused watchers receive nothing: frontends' connections count for them
-        self.paused = False
 
     @abstractmethod
     def connect(self) -> None:
