@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,3 +63,36 @@ def test_bench_run_smoke(tmp_path: Path) -> None:
     dispatch = report["kernel_dispatch"]
     assert dispatch["benchmark"] == "kernel_comm_dispatch"
     assert set(dispatch["scenarios"]) == {"wire", "dispatch"}
+
+
+@pytest.mark.timeout(240)
+def test_bench_soak_smoke(tmp_path: Path) -> None:
+    """`bench/soak.py --smoke`: three scenarios on real servers; their checks are counts."""
+    out = tmp_path / "soak.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=200,
+        cwd=tmp_path,
+    )
+    # exit status 1 is a failed check (a count off, a traceback in a server's log)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for heading in ("1. flood", "2. scale", "3. churn", "checks"):
+        assert heading in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["smoke"] is True
+    scenarios = report["scenarios"]
+    assert set(scenarios) == {"flood", "scale", "churn"}
+    for result in scenarios.values():
+        assert result["checks"] and all(c["ok"] for c in result["checks"])
+        assert result["log"]["tracebacks"] == 0
+    flood = scenarios["flood"]
+    assert set(flood["api"]["routes"]) == {"/api/comms", "/api/comms/summary"}
+    assert flood["mirror"]["messages"]["from_kernel"] == flood["config"]["messages"] + 2
+    for route in flood["api"]["routes"].values():
+        assert {"p50_ms", "p95_ms", "p99_ms", "n"} <= set(route) and route["n"] > 0
+    assert scenarios["scale"]["summary"]["open"] == scenarios["scale"]["config"]["comms"]
+    churn = scenarios["churn"]
+    assert churn["summary"]["open"] == 0 and churn["summary"]["closed"] == 1000
+    assert churn["api"]["rss_mb"]["samples"] > 0
