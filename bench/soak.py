@@ -33,6 +33,7 @@ import os
 import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -78,19 +79,26 @@ _c.close()
 """
 
 #: kernel code: open and close `n` comms (ids `prefix` + index), stop early past `seconds`,
-#: then open the marker comm `prefix + "done"`: the mirror has seen every churned comm when
-#: it sees the marker (one IOPub socket, in order)
+#: write how many and when it finished to `prefix.json` in its working directory (the
+#: server's root), then open the marker comm `prefix + "done"`: the mirror has seen every
+#: churned comm when it sees the marker (one IOPub socket, in order)
 CHURN = """
-import comm as _comm_pkg, time as _time
+import comm as _comm_pkg, json as _json, time as _time
 def _soak_churn(n, prefix, seconds):
     end = _time.monotonic() + seconds
     for i in range(n):
         _comm_pkg.create_comm(target_name="soak.churn", comm_id=f"{{prefix}}{{i:07d}}").close()
         if i % 1000 == 0 and _time.monotonic() > end:
             break
+    with open(prefix + ".json", "w") as f:
+        _json.dump({{"churned": i + 1, "finished": _time.time()}}, f)
     _comm_pkg.create_comm(target_name="soak.done", comm_id=prefix + "done")
 _soak_churn({n}, {prefix!r}, {seconds})
 """
+#: how far above its start the server's RSS may go while comms churn: the mirror's own state
+#: is bounded by the caps (a closed history of 1,000 records is about 1 MB); the rest is
+#: room for the allocator and the poller's responses
+CHURN_RSS_SLACK_MB = 64
 
 
 # -- the poller (its own process) ---------------------------------------------------------
@@ -279,10 +287,12 @@ async def timed_gets(server: Server, path: str, n: int) -> dict[str, Any]:
 
 async def finish(server: Server, result: dict[str, Any], checks: Checks) -> None:
     """The server log's verdict, then stop the server (its directory goes with it)."""
-    result["log"] = problems = log_problems(server)
-    checks.add("no traceback in the server log", problems["tracebacks"] == 0, problems)
     result["checks"] = checks.items
-    await server.shutdown()
+    try:
+        result["log"] = problems = log_problems(server)
+        checks.add("no traceback in the server log", problems["tracebacks"] == 0, problems)
+    finally:
+        await server.shutdown()
 
 
 # -- 1. flood ------------------------------------------------------------------------------
@@ -302,10 +312,10 @@ async def count_flood(client: KernelClient, timeout: float) -> int:
             return n
 
 
-async def flood(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+async def flood(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
     n, n_clients = cfg["messages"], cfg["clients"]
     server = await Server("soak-flood", True).start()
-    checks, result = Checks(), {"config": cfg}
+    checks = Checks()
     clients: list[KernelClient] = []
     try:
         kernel_id = await server.start_kernel()
@@ -345,18 +355,17 @@ async def flood(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
         for c in clients:
             c.close()
         await finish(server, result, checks)
-    return result
 
 
 # -- 2. scale ------------------------------------------------------------------------------
 
 
-async def scale(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+async def scale(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
     n_kernels = cfg["kernels"]
     per_kernel = cfg["comms"] // n_kernels
     total = per_kernel * n_kernels
     server = await Server("soak-scale", True).start()
-    checks, result = Checks(), {"config": cfg}
+    checks = Checks()
     clients: list[KernelClient] = []
     try:
         kernel_ids = [await server.start_kernel() for _ in range(n_kernels)]  # one at a time
@@ -429,10 +438,14 @@ async def scale(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
         for c in clients:
             c.close()
         await finish(server, result, checks)
-    return result
 
 
 # -- 3. churn ------------------------------------------------------------------------------
+
+
+def parse_time(iso: str) -> float:
+    """Seconds since the epoch of a model's ISO 8601 UTC timestamp."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def churn_index(comm_id: str, prefix: str) -> int | None:
@@ -440,7 +453,7 @@ def churn_index(comm_id: str, prefix: str) -> int | None:
     return int(rest) if comm_id.startswith(prefix) and rest.isdigit() else None
 
 
-async def churn(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
+async def churn(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
     n_kernels = cfg["kernels"]
     per_kernel = cfg["comms"] // n_kernels
     # with no frontend connected, stock jupyter_server buffers every IOPub message for the
@@ -449,7 +462,7 @@ async def churn(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     server = await Server(
         "soak-churn", True, ["--MappingKernelManager.buffer_offline_messages=False"]
     ).start()
-    checks, result = Checks(), {"config": cfg}
+    checks = Checks()
     try:
         kernel_ids = [await server.start_kernel() for _ in range(n_kernels)]
         prefixes = [f"soak-churn-{i}-" for i in range(n_kernels)]
@@ -473,29 +486,35 @@ async def churn(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
             seconds, cpu = time.perf_counter() - t0, server.cpu_seconds() - cpu0
         result["api"] = poller.report()
         result["rss_after_mb"] = rss_mb(server)
+        ends = {p: json.loads((Path(server.dir) / f"{p}.json").read_text()) for p in prefixes}
+        churned = sum(e["churned"] for e in ends.values())
+        # how long after the kernels finished the mirror saw their last message: the backlog
+        seen = {m["comm_id"][: -len("done")]: parse_time(m["opened_at"]) for m in done}
+        result["mirror_lag_s"] = max(seen[p] - e["finished"] for p, e in ends.items())
         for marker in done:  # force-close: the kernel is told, the history takes it
             await server.api("DELETE", f"/api/comms/{quote(marker['comm_id'])}")
         closed = await server.api("GET", "/api/comms?status=closed")
         s = await summary(server)
-        churned = 0
         history_ok = True
-        for prefix in prefixes:
+        for prefix, end in ends.items():
             indices = sorted(
                 i for m in closed if (i := churn_index(m["comm_id"], prefix)) is not None
             )
             # the history is the newest closes: a contiguous run ending at the last comm
-            last = indices[-1] if indices else -1
+            last = end["churned"] - 1
             history_ok &= indices == list(range(last - len(indices) + 1, last + 1))
-            churned += last + 1
         result["churned"] = churned
         result["seconds"] = seconds
         result["comms_per_s"] = churned / seconds
-        result["server_cpu_us_per_comm"] = cpu / churned * 1e6 if churned else None
+        result["server_cpu_us_per_comm"] = cpu / churned * 1e6
         result["summary"] = {k: s[k] for k in ("open", "orphaned", "closed", "messages")}
-        # bounded: the second half of the churn peaks no higher than the first
-        rss = [b for _, b in result["api"]["rss_series"]]
-        half = max(1, len(rss) // 2)
-        result["rss_max_halves_mb"] = [max(rss[:half]) / MB, max(rss[half - 1 :]) / MB]
+        peak = result["api"]["rss_mb"]["max"]
+        checks.add(
+            f"server RSS within {CHURN_RSS_SLACK_MB} MB of its start while churning",
+            peak - result["rss_before_mb"] <= CHURN_RSS_SLACK_MB,
+            f"{result['rss_before_mb']:.0f} -> peak {peak:.0f} MB; the mirror lagged "
+            f"{result['mirror_lag_s']:.1f} s behind the kernels",
+        )
         checks.add(
             f"churned all {per_kernel * n_kernels} comms (not stopped by the time bound)",
             churned == per_kernel * n_kernels,
@@ -522,94 +541,133 @@ async def churn(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
         checks.add("the poller got every answer", not result["api"]["errors"])
     finally:
         await finish(server, result, checks)
-    return result
 
 
 # -- report --------------------------------------------------------------------------------
 
 
+def api_rows(title: str, routes: dict[str, Any]) -> None:
+    print(f"  {title}")
+    for route, s in routes.items():
+        route = re.sub(r"/kernels/[^/]+/", "/kernels/<one>/", route)
+        print(
+            f"    {route:<34} p50 {s['p50_ms']:7.1f}  p95 {s['p95_ms']:7.1f}  "
+            f"p99 {s['p99_ms']:7.1f}  max {s['max_ms']:7.1f} ms  n={s['n']:<5}"
+            f"{s['response_bytes']:>11,} B"
+        )
+
+
+def print_flood(f: dict[str, Any]) -> str:
+    c = f["config"]
+    title = f"{c['clients']} clients (v1/legacy) on one kernel, {c['messages']:,} comm_msg"
+    print(f"\n1. flood: {title}")
+    print(
+        f"  {f['seconds']:.1f} s, {f['delivered_per_s']:,.0f} delivered msg/s, server CPU "
+        f"{f['server_cpu_us_per_delivered']:.1f} us per delivered msg; received per client "
+        f"{f['received']}; mirror {f['mirror']['messages']}"
+    )
+    rss = f["api"]["rss_mb"]
+    print(
+        f"  server RSS {f['rss_before_mb']:.0f} MB before, peak {rss['max']:.0f}, "
+        f"{f['rss_after_mb']:.0f} after"
+    )
+    api_rows("API during the flood (ms)", f["api"]["routes"])
+    return title
+
+
+def print_scale(s: dict[str, Any]) -> str:
+    c = s["config"]
+    title = f"{c['comms']:,} comms over {c['kernels']} kernels"
+    print(f"\n2. scale: {title}")
+    print(
+        f"  opened in {s['open_seconds']:.1f} s; server RSS {s['rss_before_mb']:.0f} -> "
+        f"{s['rss_after_mb']:.0f} MB ({s['rss_bytes_per_comm']:.0f} B per comm), "
+        f"{s['rss_after_shutdown_mb']:.0f} MB after the kernels shut down; "
+        f"summary {s['summary']}"
+    )
+    api_rows("API while the comms open (ms)", s["api_while_opening"]["routes"])
+    api_rows("API with every comm open, kernels idle, sequential (ms)", s["api_open"])
+    return title
+
+
+def print_churn(ch: dict[str, Any]) -> str:
+    c = ch["config"]
+    title = f"{c['comms']:,} comms opened and closed on {c['kernels']} kernel(s)"
+    rss = ch["api"]["rss_mb"]
+    print(f"\n3. churn: {title}")
+    print(
+        f"  {ch['churned']:,} churned in {ch['seconds']:.0f} s ({ch['comms_per_s']:,.0f}/s, "
+        f"server CPU {ch['server_cpu_us_per_comm']:.1f} us per comm); the mirror saw the "
+        f"last {ch['mirror_lag_s']:.1f} s after the kernels sent it; summary {ch['summary']}"
+    )
+    print(
+        f"  server RSS {ch['rss_before_mb']:.0f} MB before, peak {rss['max']:.0f}, "
+        f"{ch['rss_after_mb']:.0f} after ({rss['samples']} samples)"
+    )
+    api_rows("API during the churn (ms)", ch["api"]["routes"])
+    return title
+
+
 def print_table(report: dict[str, Any]) -> None:
-    p = print
     m = report["machine"]
-    p(
+    print(
         f"\nmachine: {m['cpus']} x {m['cpu_model']}, {m['memory_bytes'] / 2**30:.0f} GiB, "
         f"Linux {m['kernel']}, python {m['python']}; commit {report['git']['commit'][:10]}"
         f"{' (dirty)' if report['git']['dirty'] else ''}; load average before "
         f"{report['load_before']} after {report['load_after']}"
     )
-
-    def api_rows(title: str, routes: dict[str, Any]) -> None:
-        p(f"  {title}")
-        for route, s in routes.items():
-            route = re.sub(r"/kernels/[^/]+/", "/kernels/<one>/", route)
-            p(
-                f"    {route:<34} p50 {s['p50_ms']:7.1f}  p95 {s['p95_ms']:7.1f}  "
-                f"p99 {s['p99_ms']:7.1f}  max {s['max_ms']:7.1f} ms  n={s['n']:<5}"
-                f"{s['response_bytes']:>11,} B"
+    rows = []
+    for name, r in report["scenarios"].items():
+        if "error" in r:
+            print(f"\n{name}: did not finish: {r['error']}")
+            title = name
+        else:
+            title = PRINTERS[name](r)
+        rows.append((name, title, r))
+    print("\nchecks")
+    for name, _, r in rows:
+        lg = r.get("log")
+        if lg:
+            print(
+                f"  {name}: server log {lg['tracebacks']} tracebacks, {lg['errors']} errors, "
+                f"{lg['warnings']} warnings"
             )
-
-    sc = report["scenarios"]
-    if "flood" in sc:
-        f = sc["flood"]
-        c = f["config"]
-        p(
-            f"\n1. flood: {c['clients']} clients (v1/legacy) on one kernel, "
-            f"{c['messages']:,} comm_msg"
-        )
-        p(
-            f"  {f['seconds']:.1f} s, {f['delivered_per_s']:,.0f} delivered msg/s, server CPU "
-            f"{f['server_cpu_us_per_delivered']:.1f} us per delivered msg; received per client "
-            f"{f['received']}; mirror {f['mirror']['messages']}"
-        )
-        p(f"  server RSS {f['rss_before_mb']:.0f} -> {f['rss_after_mb']:.0f} MB")
-        api_rows("API during the flood (ms)", f["api"]["routes"])
-    if "scale" in sc:
-        s = sc["scale"]
-        c = s["config"]
-        p(f"\n2. scale: {c['comms']:,} comms over {c['kernels']} kernels")
-        p(
-            f"  opened in {s['open_seconds']:.1f} s; server RSS {s['rss_before_mb']:.0f} -> "
-            f"{s['rss_after_mb']:.0f} MB ({s['rss_bytes_per_comm']:.0f} B per comm), "
-            f"{s['rss_after_shutdown_mb']:.0f} MB after the kernels shut down; "
-            f"summary {s['summary']}"
-        )
-        api_rows("API while the comms open (ms)", s["api_while_opening"]["routes"])
-        api_rows("API with every comm open, kernels idle, sequential (ms)", s["api_open"])
-    if "churn" in sc:
-        ch = sc["churn"]
-        c = ch["config"]
-        rss = ch["api"]["rss_mb"]
-        p(f"\n3. churn: {c['comms']:,} comms opened and closed on {c['kernels']} kernel(s)")
-        p(
-            f"  {ch['churned']:,} churned in {ch['seconds']:.0f} s ({ch['comms_per_s']:,.0f}/s, "
-            f"server CPU {ch['server_cpu_us_per_comm']:.1f} us per comm); summary {ch['summary']}"
-        )
-        p(
-            f"  server RSS {ch['rss_before_mb']:.0f} MB before, during: first {rss['first']:.0f}"
-            f" max {rss['max']:.0f} last {rss['last']:.0f} MB ({rss['samples']} samples); "
-            "max in the first / second half {:.1f} / {:.1f} MB".format(*ch["rss_max_halves_mb"])
-        )
-        api_rows("API during the churn (ms)", ch["api"]["routes"])
-    p("\nchecks")
-    for name, r in sc.items():
-        lg = r["log"]
-        p(
-            f"  {name}: server log {lg['tracebacks']} tracebacks, {lg['errors']} errors, "
-            f"{lg['warnings']} warnings"
-        )
-        for kind, n in lg["kinds"].items():
-            p(f"      {n:>6} x {kind[:140]}")
+            for kind, n in lg["kinds"].items():
+                print(f"      {n:>6} x {kind[:140]}")
         for check in r["checks"]:
             detail = "" if check["ok"] else f"  <- {str(check['detail'])[:300]}"
-            p(f"    [{'ok' if check['ok'] else 'FAILED'}] {check['name']}{detail}")
-    p(f"\nelapsed {report['elapsed_s']:.0f} s")
+            print(f"    [{'ok' if check['ok'] else 'FAILED'}] {check['name']}{detail}")
+    print("\n| scenario | server RSS MB: before, peak, after | API p50 / p99 ms, loaded | checks |")
+    print("|---|---|---|---|")
+    for name, title, r in rows:
+        api = r.get("api") or r.get("api_while_opening")
+        rss = (
+            f"{r['rss_before_mb']:.0f} / {api['rss_mb']['max']:.0f} / {r['rss_after_mb']:.0f}"
+            if api and api["rss_mb"] and "rss_after_mb" in r
+            else "-"
+        )
+        lat = "; ".join(
+            f"`{re.sub(r'/kernels/[^/]+/', '/kernels/<id>/', route)}` "
+            f"{s['p50_ms']:.0f} / {s['p99_ms']:.0f}"
+            for route, s in (api["routes"] if api else {}).items()
+        )
+        ok = sum(c["ok"] for c in r["checks"])
+        print(f"| {name}: {title} | {rss} | {lat or '-'} | {ok} of {len(r['checks'])} ok |")
+    print(f"\nelapsed {report['elapsed_s']:.0f} s")
 
 
+PRINTERS = {"flood": print_flood, "scale": print_scale, "churn": print_churn}
 SCENARIOS = {"flood": flood, "scale": scale, "churn": churn}
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     cfg = SMOKE if args.smoke else FULL
+    if args.factor != 1:
+        counts = ("messages", "comms")
+        cfg = {
+            name: {k: int(v * args.factor) if k in counts else v for k, v in c.items()}
+            for name, c in cfg.items()
+        }
     t0 = time.monotonic()
 
     def log(msg: str) -> None:
@@ -618,6 +676,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "benchmark": "jupyter_comm_ext soak",
         "smoke": args.smoke,
+        "config": cfg,
         "git": git_commit(),
         "machine": machine.describe(),
         "load_before": os.getloadavg(),
@@ -625,7 +684,15 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     }
     for name in args.only or list(SCENARIOS):
         log(name)
-        report["scenarios"][name] = await SCENARIOS[name](cfg[name], log)
+        result = report["scenarios"][name] = {"config": cfg[name]}
+        try:
+            await SCENARIOS[name](cfg[name], result, log)
+        except Exception as e:  # a deadline passed, a server died: report, go on
+            result["error"] = repr(e)
+            result.setdefault("checks", []).append(
+                {"name": "ran to the end", "ok": False, "detail": repr(e)}
+            )
+            log(f"{name} failed: {e!r}")
     report["load_after"] = os.getloadavg()
     report["elapsed_s"] = time.monotonic() - t0
     return report
@@ -635,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny N, for CI")
     parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument(
+        "--factor", type=float, default=1, help="scale the message and comm counts by this"
+    )
     parser.add_argument("--only", nargs="+", choices=list(SCENARIOS), help="run these only")
     args = parser.parse_args(argv)
     report = asyncio.run(amain(args))
