@@ -28,7 +28,6 @@ async def test_refresh_names_the_kernels_it_could_not_ask(
 ):
     asked, stopped = await start_kernel(), await start_kernel()
     await wait_for(lambda: _watched(fetch_json, {asked, stopped}), what="both watched")
-    extension(jp_serverapp).mirror.reconcile_timeout = 1.0
     pid = jp_serverapp.kernel_manager.get_kernel(stopped).provisioner.process.pid
     os.kill(pid, signal.SIGSTOP)  # a kernel that cannot answer, even on control
     try:
