@@ -33,6 +33,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,18 +58,21 @@ FULL: dict[str, dict[str, Any]] = {
     # deliveries, 12 minutes of server CPU alone at ~300 us each (stock's cost, measured)
     "flood": {"clients": 50, "messages": 10_000, "timeout": 600},
     "scale": {"kernels": 10, "comms": 100_000, "requests": 10, "timeout": 300},
-    "churn": {"kernels": 2, "comms": 1_000_000, "timeout": 420},
+    # timeout: the kernels' loops stop then; catch_up: how much longer the mirror may take
+    "churn": {"kernels": 2, "comms": 1_000_000, "timeout": 420, "catch_up": 180},
 }
 SMOKE: dict[str, dict[str, Any]] = {
-    "flood": {"clients": 4, "messages": 200, "timeout": 60},
-    "scale": {"kernels": 2, "comms": 200, "requests": 3, "timeout": 60},
-    "churn": {"kernels": 1, "comms": 2 * CLOSED_CAP, "timeout": 60},
+    "flood": {"clients": 4, "messages": 200, "timeout": 30},
+    "scale": {"kernels": 2, "comms": 200, "requests": 3, "timeout": 30},
+    "churn": {"kernels": 1, "comms": 2 * CLOSED_CAP, "timeout": 30, "catch_up": 15},
 }
 #: For the scenarios whose frontends leave while kernels still send: stock jupyter_server
 #: keeps every IOPub message for the session that left (an unbounded list, until it comes
 #: back), which would be the server's memory, not the mirror's.
 NO_OFFLINE_BUFFER = ["--MappingKernelManager.buffer_offline_messages=False"]
 RESULTS = ROOT / "bench" / "results"
+#: characters of each server's log kept in the JSON (at log level WARN it is short)
+LOG_KEPT = 200_000
 #: seconds between two rounds of the poller (one GET per route, one RSS sample): often
 #: enough for a p99 over a few hundred rounds, rarely enough not to be the load itself
 POLL_INTERVAL = 0.5
@@ -251,15 +255,12 @@ LOG_LINE = re.compile(r"\[([WEC]) [\d\-: .]+ (\S+)\] (.*)")
 
 
 def log_problems(server: Server) -> dict[str, Any]:
-    """Tracebacks, and warnings or worse by kind, in the server's log; a copy goes to results.
+    """Tracebacks, and warnings or worse by kind, in the server's log (its end is kept).
 
     A kind is a message with its timestamp and object addresses left out, so a warning
     repeated a thousand times is one line with a count.
     """
     text = (Path(server.dir) / "server.log").read_text(errors="replace")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    kept = RESULTS / time.strftime(f"{server.name}-%Y%m%d-%H%M%S.log")
-    kept.write_text(text)
     lines = text.splitlines()
     tracebacks = [i for i, ln in enumerate(lines) if "Traceback" in ln]
     kinds: dict[str, int] = {}
@@ -276,7 +277,7 @@ def log_problems(server: Server) -> dict[str, Any]:
         "warnings": sum(n for k, n in kinds.items() if k.startswith("[W]")),
         "errors": sum(n for k, n in kinds.items() if not k.startswith("[W]")),
         "kinds": kinds,
-        "file": str(kept),
+        "text": text[-LOG_KEPT:],
     }
 
 
@@ -455,6 +456,12 @@ async def scale(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
 # -- 3. churn ------------------------------------------------------------------------------
 
 
+def mentions(text: str) -> Callable[[bytes | str], bool]:
+    """A frame filter: the frames (v1 bytes or legacy text) that contain `text`."""
+    raw = text.encode()
+    return lambda frame: (raw if isinstance(frame, bytes) else text) in frame
+
+
 def parse_time(iso: str) -> float:
     """Seconds since the epoch of a model's ISO 8601 UTC timestamp."""
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
@@ -482,15 +489,17 @@ async def churn(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
                 client = await KernelClient.connect(server, kernel_id, "v1")
                 code = CHURN.format(n=per_kernel, prefix=prefix, seconds=cfg["timeout"])
                 await client.execute(code, wait=False)
-                await client.read_until(EXECUTE_INPUT, 1, 30)  # the kernel runs it
+                # the kernel runs it (closing earlier may drop the request unsent); this
+                # execute_input, not the one of `connect`'s "pass", which may come late
+                await client.read_until(EXECUTE_INPUT, 1, 30, mentions(prefix))
                 client.close()  # nobody connected: only the mirror's subscription reads
 
             async def markers() -> list[dict]:
                 found = await server.api("GET", "/api/comms?target_name=soak.done")
                 return found if len(found) == n_kernels else []
 
-            # the kernels stop at the deadline; then the mirror may still be catching up
-            done = await wait_for(markers, cfg["timeout"] + 180, "the churn's end markers")
+            wait = cfg["timeout"] + cfg["catch_up"]
+            done = await wait_for(markers, wait, "the churn's end markers")
             seconds, cpu = time.perf_counter() - t0, server.cpu_seconds() - cpu0
         result["api"] = poller.report()
         result["rss_after_mb"] = rss_mb(server)

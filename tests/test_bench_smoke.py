@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -69,17 +71,29 @@ def test_bench_run_smoke(tmp_path: Path) -> None:
 def test_bench_soak_smoke(tmp_path: Path) -> None:
     """`bench/soak.py --smoke`: three scenarios on real servers; their checks are counts."""
     out = tmp_path / "soak.json"
-    proc = subprocess.run(
+    # its own session: on a timeout the servers, kernels and poller it started go with it
+    proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "soak.py"), "--smoke", "--json", str(out)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=200,
         cwd=tmp_path,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=200)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # the servers stop their kernels on SIGTERM
+        try:
+            stdout, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"soak --smoke did not finish in 200 s: {stderr[-3000:]}")
     # exit status 1 is a failed check (a count off, a traceback in a server's log)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     for heading in ("1. flood", "2. scale", "3. churn", "checks"):
-        assert heading in proc.stdout
+        assert heading in stdout
     report = json.loads(out.read_text())
     assert report["smoke"] is True
     scenarios = report["scenarios"]
