@@ -289,6 +289,19 @@ async def summary(server: Server) -> dict[str, Any]:
     return await server.api("GET", "/api/comms/summary")
 
 
+METRIC = re.compile(r'jupyter_comm_ext_(comm_messages|comms_closed)_total\{\w+="([\w-]+)"\} (\S+)')
+
+
+async def server_totals(server: Server) -> dict[str, dict[str, int]]:
+    """The server's counts since it started, from its Prometheus `/metrics`: comm messages
+    by direction and closed comms by reason (the summary counts only the live comms)."""
+    text = (await server.api("GET", "/metrics", raw=True)).body.decode()
+    totals: dict[str, dict[str, int]] = {"comm_messages": {}, "comms_closed": {}}
+    for kind, label, value in METRIC.findall(text):
+        totals[kind][label] = int(float(value))
+    return totals
+
+
 async def timed_gets(server: Server, path: str, n: int) -> dict[str, Any]:
     """`n` sequential GETs of `path` with nothing else running: the quiet-server latency."""
     ms, body = [], b""
@@ -364,6 +377,12 @@ async def flood(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
         expected = {"to_kernel": 0, "from_kernel": n + 2}
         checks.add("the mirror counted every message once", model["messages"] == expected, model)
         checks.add("the flood's comm is closed", model["status"] == "closed", model["status"])
+        result["server_totals"] = totals = await server_totals(server)
+        checks.add(
+            "the server's totals (/metrics): the same messages, one close by the kernel",
+            totals["comm_messages"] == expected and totals["comms_closed"]["closed-by-kernel"] == 1,
+            totals,
+        )
         checks.add("the poller got every answer", not result["api"]["errors"])
     finally:
         for c in clients:
@@ -447,6 +466,12 @@ async def scale(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
             return s if s["open"] == 0 and not s["by_kernel"] else None
 
         await wait_for(forgotten, 60, "the shut-down kernels' comms forgotten")
+        result["server_totals"] = totals = await server_totals(server)
+        checks.add(
+            "the server's totals (/metrics) keep every comm_open after the kernels are gone",
+            totals["comm_messages"] == {"to_kernel": 0, "from_kernel": total},
+            totals["comm_messages"],
+        )
         result["rss_after_shutdown_mb"] = rss_mb(server)
         log(f"scale: GET /api/comms of {total:,} comms p50 {listed['p50_ms']:.0f} ms")
     finally:
@@ -537,7 +562,12 @@ async def churn(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
             churned == per_kernel * n_kernels,
             churned,
         )
-        checks.add("summary: nothing open", s["open"] == 0 and s["orphaned"] == 0, s["open"])
+        left = [] if s["open"] == 0 else await server.api("GET", "/api/comms?status=all&limit=1000")
+        checks.add(
+            "summary: nothing open",
+            s["open"] == 0 and s["orphaned"] == 0,
+            [m for m in left if m["status"] != "closed"],
+        )
         checks.add(f"summary: closed == the cap ({CLOSED_CAP})", s["closed"] == CLOSED_CAP)
         checks.add("the history is the last comms closed", len(closed) == CLOSED_CAP and history_ok)
         churn_records = [m for m in closed if m["target_name"] == "soak.churn"]
@@ -554,6 +584,16 @@ async def churn(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
         checks.add(
             "the markers are force-closed",
             sum(m["close_reason"] == "force-closed" for m in closed) == n_kernels,
+        )
+        result["server_totals"] = totals = await server_totals(server)
+        closes = totals["comms_closed"]
+        checks.add(
+            "the server's totals (/metrics): every churned comm's 2 messages and close, "
+            "the markers' comm_open and force-close",
+            totals["comm_messages"] == {"to_kernel": 0, "from_kernel": 2 * churned + n_kernels}
+            and closes["closed-by-kernel"] == churned
+            and closes["force-closed"] == n_kernels,
+            totals,
         )
         checks.add("the poller got every answer", not result["api"]["errors"])
     finally:
