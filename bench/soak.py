@@ -568,8 +568,14 @@ async def churn(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
             s["open"] == 0 and s["orphaned"] == 0,
             [m for m in left if m["status"] != "closed"],
         )
-        checks.add(f"summary: closed == the cap ({CLOSED_CAP})", s["closed"] == CLOSED_CAP)
-        checks.add("the history is the last comms closed", len(closed) == CLOSED_CAP and history_ok)
+        checks.add(
+            f"summary: closed == the cap ({CLOSED_CAP})", s["closed"] == CLOSED_CAP, s["closed"]
+        )
+        checks.add(
+            "the history is the last comms closed",
+            len(closed) == CLOSED_CAP and history_ok,
+            {"records": len(closed), "contiguous runs ending at each kernel's last": history_ok},
+        )
         churn_records = [m for m in closed if m["target_name"] == "soak.churn"]
         checks.add(
             "each churned comm: opened and closed by the kernel, 2 messages, counted once",
