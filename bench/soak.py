@@ -339,7 +339,7 @@ async def count_flood(client: KernelClient, timeout: float) -> int:
             return n
 
 
-async def flood(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
+async def flood(cfg: dict[str, Any], result: dict[str, Any], log: Callable[[str], None]) -> None:
     n, n_clients = cfg["messages"], cfg["clients"]
     server = await Server("soak-flood", True).start()
     checks = Checks()
@@ -393,7 +393,7 @@ async def flood(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
 # -- 2. scale ------------------------------------------------------------------------------
 
 
-async def scale(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
+async def scale(cfg: dict[str, Any], result: dict[str, Any], log: Callable[[str], None]) -> None:
     n_kernels = cfg["kernels"]
     per_kernel = cfg["comms"] // n_kernels
     total = per_kernel * n_kernels
@@ -497,7 +497,7 @@ def churn_index(comm_id: str, prefix: str) -> int | None:
     return int(rest) if comm_id.startswith(prefix) and rest.isdigit() else None
 
 
-async def churn(cfg: dict[str, Any], result: dict[str, Any], log: Any) -> None:
+async def churn(cfg: dict[str, Any], result: dict[str, Any], log: Callable[[str], None]) -> None:
     n_kernels = cfg["kernels"]
     per_kernel = cfg["comms"] // n_kernels
     server = await Server("soak-churn", True, NO_OFFLINE_BUFFER).start()
