@@ -1,6 +1,6 @@
 """Soak: the extension under sustained load, checked for bounded memory and exact counts.
 
-    python bench/soak.py            # the full soak, ~10-15 minutes on 2 cores
+    python bench/soak.py            # the full soak, ~8 minutes on 2 cores (465 s, load 4-6)
     python bench/soak.py --smoke    # tiny N, ~30 s (tests/test_bench_smoke.py runs it)
 
 Three scenarios, each on a fresh server with the extension (`bench/servers.py`), kernels
