@@ -31,6 +31,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {
         "p50_ms": statistics.median(s),
         "p95_ms": s[min(len(s) - 1, int(len(s) * 0.95))],
+        "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))],
         "min_ms": s[0],
         "max_ms": s[-1],
         "n": len(s),

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +65,48 @@ def test_bench_run_smoke(tmp_path: Path) -> None:
     dispatch = report["kernel_dispatch"]
     assert dispatch["benchmark"] == "kernel_comm_dispatch"
     assert set(dispatch["scenarios"]) == {"wire", "dispatch"}
+
+
+@pytest.mark.timeout(240)
+def test_bench_soak_smoke(tmp_path: Path) -> None:
+    """`bench/soak.py --smoke`: three scenarios on real servers; their checks are counts."""
+    out = tmp_path / "soak.json"
+    # its own session: on a timeout the servers, kernels and poller it started go with it
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--smoke", "--json", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=200)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # the servers stop their kernels on SIGTERM
+        try:
+            stdout, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"soak --smoke did not finish in 200 s: {stderr[-3000:]}")
+    # exit status 1 is a failed check (a count off, a traceback in a server's log)
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    for heading in ("1. flood", "2. scale", "3. churn", "checks"):
+        assert heading in stdout
+    report = json.loads(out.read_text())
+    assert report["smoke"] is True
+    scenarios = report["scenarios"]
+    assert set(scenarios) == {"flood", "scale", "churn"}
+    for result in scenarios.values():
+        assert result["checks"] and all(c["ok"] for c in result["checks"])
+        assert result["log"]["tracebacks"] == 0
+    flood = scenarios["flood"]
+    assert set(flood["api"]["routes"]) == {"/api/comms", "/api/comms/summary"}
+    assert flood["mirror"]["messages"]["from_kernel"] == flood["config"]["messages"] + 2
+    for route in flood["api"]["routes"].values():
+        assert {"p50_ms", "p95_ms", "p99_ms", "n"} <= set(route) and route["n"] > 0
+    assert scenarios["scale"]["summary"]["open"] == scenarios["scale"]["config"]["comms"]
+    churn = scenarios["churn"]
+    assert churn["summary"]["open"] == 0 and churn["summary"]["closed"] == 1000
+    assert churn["api"]["rss_mb"]["samples"] > 0
