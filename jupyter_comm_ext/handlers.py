@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from .mirror import CommMirror
-from .registry import ORIGINS, STATUSES, CommFilter, CommRecord
+from .registry import ORIGINS, STATUSES, CommFilter, CommRecord, page
 
 try:
     from orjson import dumps as _fast_dumps
@@ -19,9 +22,12 @@ except ImportError:  # pragma: no cover
 
 AUTH_RESOURCE = "comms"
 FILTERS = ("kernel_id", "target_name", "origin", "min_idle", "status")
+PAGING = ("limit", "cursor")
 #: query arguments jupyter_server itself reads, allowed on every route
 SERVER_ARGUMENTS = ("token", "_xsrf")
 MAX_ID_LENGTH = 256
+#: the largest page `GET /api/comms?limit=` gives
+MAX_LIMIT = 10_000
 
 
 class CommsBaseHandler(APIHandler):
@@ -100,6 +106,21 @@ class CommsBaseHandler(APIHandler):
             self.finish(_dumps([r.to_model() for r in records]))
 
 
+def encode_cursor(key: tuple[float, str]) -> str:
+    """An opaque cursor for `GET /api/comms`: where the next page starts."""
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        opened_at, comm_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(opened_at, (int, float)) and isinstance(comm_id, str):
+            return float(opened_at), comm_id
+    except (binascii.Error, ValueError, TypeError):
+        pass
+    raise web.HTTPError(400, "cursor is not one this server gave out")
+
+
 def _dumps(models: Any) -> bytes | str:
     """JSON of comm models: orjson when installed (10,000 models: ~5 ms instead of ~45)."""
     if _fast_dumps is not None:
@@ -116,11 +137,35 @@ class CommsHandler(CommsBaseHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.check_arguments((*FILTERS, "refresh"))
+        self.check_arguments((*FILTERS, *PAGING, "refresh"))
         flt = self.comm_filter()
+        limit, after = self.paging()
         kernel_ids = [flt.kernel_id] if flt.kernel_id in self.kernel_manager else None
         await self.refresh_if_asked(kernel_ids)
-        self.write_models(self.mirror.registry.query(flt))
+        records = self.mirror.registry.query(flt)
+        if limit is not None:
+            records, resume = page(records, limit, after)
+            if resume is not None:
+                self.set_header("Link", f'<{self.next_page(resume)}>; rel="next"')
+        self.write_models(records)
+
+    def paging(self) -> tuple[int | None, tuple[float, str] | None]:
+        """`limit` and the decoded `cursor` (400 on bad values; a cursor needs a limit)."""
+        limit = self.get_query_argument("limit", None)
+        cursor = self.get_query_argument("cursor", None)
+        if limit is None:
+            if cursor is not None:
+                raise web.HTTPError(400, "cursor needs limit")
+            return None, None
+        if not (limit.isascii() and limit.isdigit() and 0 < int(limit) <= MAX_LIMIT):
+            raise web.HTTPError(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
+        return int(limit), None if cursor is None else decode_cursor(cursor)
+
+    def next_page(self, resume: tuple[float, str]) -> str:
+        args = {k: v[-1].decode() for k, v in self.request.query_arguments.items()}
+        args.pop("token", None)  # never echo a credential into a header
+        args["cursor"] = encode_cursor(resume)
+        return f"{self.request.path}?{urlencode(args)}"
 
     @web.authenticated
     @authorized
@@ -169,6 +214,18 @@ class CommHandler(CommsBaseHandler):
         return record
 
 
+class SummaryHandler(CommsBaseHandler):
+    """`/api/comms/summary`: counts without per-comm models (for aggregators, dashboards)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.check_arguments(("refresh",))
+        await self.refresh_if_asked()
+        self.set_header("Content-Type", "application/json")
+        self.finish(_dumps(self.mirror.registry.summary()))
+
+
 class KernelCommsHandler(CommsBaseHandler):
     """`/api/kernels/{kernel_id}/comms`: the open comms of one kernel."""
 
@@ -187,6 +244,7 @@ _kernel_id = r"(?P<kernel_id>[^/]+)"
 
 handlers: list[tuple[str, Any]] = [
     (r"/api/comms/?", CommsHandler),
+    (r"/api/comms/summary/?", SummaryHandler),
     (rf"/api/comms/{_comm_id}/?", CommHandler),
     (rf"/api/kernels/{_kernel_id}/comms/?", KernelCommsHandler),
 ]

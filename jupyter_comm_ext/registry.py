@@ -7,6 +7,7 @@ every rule about how a comm's life is recorded can be tested without either.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import deque
@@ -159,6 +160,60 @@ class CommFilter:
         return self.min_idle is None or record.idle_seconds(now) >= self.min_idle
 
 
+class _Tally:
+    """Running counts of a set of live comms (see `CommRegistry.summary`)."""
+
+    __slots__ = ("bytes", "messages", "open", "orphaned")
+
+    def __init__(self) -> None:
+        self.open = self.orphaned = 0
+        self.messages = [0, 0]
+        self.bytes = [0, 0]
+
+    def add(self, record: CommRecord) -> None:
+        if record.status == "orphaned":
+            self.orphaned += 1
+        else:
+            self.open += 1
+        self.messages[0] += record.messages_to_kernel
+        self.messages[1] += record.messages_from_kernel
+        self.bytes[0] += record.bytes_to_kernel
+        self.bytes[1] += record.bytes_from_kernel
+
+    def merge(self, other: _Tally) -> None:
+        self.open += other.open
+        self.orphaned += other.orphaned
+        for mine, theirs in ((self.messages, other.messages), (self.bytes, other.bytes)):
+            mine[0] += theirs[0]
+            mine[1] += theirs[1]
+
+    def to_model(self) -> dict:
+        return {
+            "open": self.open,
+            "orphaned": self.orphaned,
+            "messages": {TO_KERNEL: self.messages[0], FROM_KERNEL: self.messages[1]},
+            "bytes": {TO_KERNEL: self.bytes[0], FROM_KERNEL: self.bytes[1]},
+        }
+
+
+def page(
+    records: list[CommRecord], limit: int, after: tuple[float, str] | None
+) -> tuple[list[CommRecord], tuple[float, str] | None]:
+    """One page of `records` in a stable order (opened_at, then comm_id).
+
+    Returns the page and the key to resume after, or None when nothing is left.  Keys, not
+    offsets, so comms opening or closing between two pages neither repeat nor skip others.
+    """
+    ordered = sorted(records, key=_page_key)
+    start = 0 if after is None else bisect.bisect_right(ordered, after, key=_page_key)
+    chunk = ordered[start : start + limit]
+    return chunk, _page_key(chunk[-1]) if start + limit < len(ordered) else None
+
+
+def _page_key(record: CommRecord) -> tuple[float, str]:
+    return (record.opened_at, record.comm_id)
+
+
 class CommRegistry:
     """Live comms per kernel, plus a bounded history of closed ones.
 
@@ -218,6 +273,32 @@ class CommRegistry:
 
     def __len__(self) -> int:
         return sum(len(comms) for comms in self._live.values())
+
+    def summary(self) -> dict:
+        """Counts of the live (open and orphaned) comms, for aggregators: no per-comm models.
+
+        By kernel (every watched kernel, with zeros when it has no comm), by target, by
+        origin, the message and byte totals of those comms, and the size of the closed history.
+        """
+        totals = _Tally()
+        by_kernel: dict[str, _Tally] = {}
+        by_target: dict[str, dict[str, int]] = {}
+        by_origin = dict.fromkeys(ORIGINS, 0)
+        for kernel_id, comms in self._live.items():
+            kernel = by_kernel[kernel_id] = _Tally()
+            for record in comms.values():
+                kernel.add(record)
+                target = by_target.setdefault(record.target_name or "", {"open": 0, "orphaned": 0})
+                target[record.status] += 1
+                by_origin[record.origin] += 1
+            totals.merge(kernel)
+        return {
+            **totals.to_model(),
+            "closed": len(self._closed),
+            "by_kernel": {k: tally.to_model() for k, tally in by_kernel.items()},
+            "by_target": by_target,
+            "by_origin": by_origin,
+        }
 
     # -- writing ---------------------------------------------------------------------
 

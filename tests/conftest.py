@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import BROWSER_TIMEOUT, CHROMIUM, CHROMIUM_ARGS
 from traitlets.config import Config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -56,39 +55,7 @@ def start_kernel(fetch_json: Any) -> Callable[[], Awaitable[str]]:
     return start
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy, bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.05)
-
-
 # -- a real browser: Debian's Chromium, driven by Playwright ------------------------------
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-#: Playwright's own bound for every wait and action, in ms.
-BROWSER_TIMEOUT = 20_000
-
-needs_browser = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-    reason="no /usr/bin/chromium (browser tests must run when CI is set)",
-)
 
 
 @pytest.fixture(scope="session")

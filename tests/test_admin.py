@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import wait_for
+from helpers import extension, wait_for
 from wsclient import KernelWS, comm_msgs
 
 OPEN_COMMS = """
@@ -16,11 +16,6 @@ comms = {t: create_comm(target_name=t) for t in ("a", "b", "jupyter.widget.contr
 for c in comms.values():
     c.on_close(lambda msg: closed.append(msg["content"]["comm_id"]))
 """
-
-
-def extension(jp_serverapp):
-    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_comm_ext"]
-    return app
 
 
 async def targets(fetch_json, **params):

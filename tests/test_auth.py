@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 
 import pytest
-from conftest import wait_for
+from helpers import status_of, wait_for
 from jupyter_server.auth.authorizer import AllowAllAuthorizer
-from tornado.httpclient import HTTPClientError
 
 
 class ReadOnlyComms(AllowAllAuthorizer):
@@ -45,19 +43,13 @@ async def open_one_comm(jp_serverapp, fetch_json, start_kernel, target="x"):
 async def test_read_only_user_cannot_close(jp_serverapp, jp_fetch, fetch_json, start_kernel):
     model = await open_one_comm(jp_serverapp, fetch_json, start_kernel)
     assert (await fetch_json("api", "comms", model["comm_id"]))["status"] == "open"
-    code, body = await _status(jp_fetch, "api", "comms", model["comm_id"], method="DELETE")
-    assert code == 403 and json.loads(body)["message"]
-    code, _ = await _status(jp_fetch, "api", "comms", method="DELETE", params={"target_name": "x"})
+    code, body = await status_of(jp_fetch, "api", "comms", model["comm_id"], method="DELETE")
+    assert code == 403 and body["message"]
+    code, _ = await status_of(
+        jp_fetch, "api", "comms", method="DELETE", params={"target_name": "x"}
+    )
     assert code == 403
     assert (await fetch_json("api", "comms", model["comm_id"]))["status"] == "open"
-
-
-async def _status(fetch, *parts, **kwargs):
-    try:
-        r = await fetch(*parts, **kwargs)
-    except HTTPClientError as e:
-        return e.code, e.response.body
-    return r.code, r.body
 
 
 async def test_unauthenticated_and_xsrf(

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
-from conftest import wait_for
-from tornado.httpclient import HTTPClientError
+from helpers import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM, status_of, wait_for
 from wsclient import PROTOCOLS, KernelWS, comm_msgs, widget_opened
-
-OPEN_WATCHED_COMM = """
-from comm import create_comm, get_comm_manager
-closed = []
-c = create_comm(target_name="{target}", data={{}})
-c.on_close(lambda msg: closed.append(msg["content"]["comm_id"]))
-"""
-
-KERNEL_SAW_CLOSE = "closed == [c.comm_id] and c.comm_id not in get_comm_manager().comms"
 
 
 async def open_comm(ws: KernelWS, target: str = "probe") -> str:
     await ws.execute(OPEN_WATCHED_COMM.format(target=target))
     opened = await ws.recv(comm_msgs(ws, "comm_open"))
     return opened["content"]["comm_id"], opened["header"]["session"]
-
-
-async def status_code(jp_fetch, *parts, **kwargs) -> tuple[int, dict | None]:
-    try:
-        r = await jp_fetch(*parts, **kwargs)
-    except HTTPClientError as e:
-        return e.code, json.loads(e.response.body)
-    return r.code, json.loads(r.body) if r.body else None
 
 
 async def test_delete_closes_everywhere(jp_fetch, fetch_json, jp_ws_fetch, start_kernel):
@@ -42,7 +23,7 @@ async def test_delete_closes_everywhere(jp_fetch, fetch_json, jp_ws_fetch, start
         lambda: fetch_json("api", "comms", params={"kernel_id": kernel_id}), what="mirrored"
     )
 
-    code, _ = await status_code(jp_fetch, "api", "comms", comm_id, method="DELETE")
+    code, _ = await status_of(jp_fetch, "api", "comms", comm_id, method="DELETE")
     assert code == 204
 
     for ws in frontends:  # every frontend is told, in the kernel's name
@@ -58,9 +39,9 @@ async def test_delete_closes_everywhere(jp_fetch, fetch_json, jp_ws_fetch, start
     assert model["closed_by"]
     assert await fetch_json("api", "comms") == []
 
-    code, body = await status_code(jp_fetch, "api", "comms", comm_id, method="DELETE")
+    code, body = await status_of(jp_fetch, "api", "comms", comm_id, method="DELETE")
     assert code == 404 and "closed" in body["message"]
-    code, body = await status_code(jp_fetch, "api", "comms", "no-such-comm", method="DELETE")
+    code, body = await status_of(jp_fetch, "api", "comms", "no-such-comm", method="DELETE")
     assert code == 404 and body["message"]
     for ws in frontends:
         ws.close()
@@ -74,7 +55,7 @@ async def test_delete_without_frontend(jp_fetch, fetch_json, jp_serverapp, start
         await client.wait_for_ready(timeout=30)
         await client.execute_interactive(OPEN_WATCHED_COMM.format(target="probe"), timeout=30)
         models = await wait_for(lambda: fetch_json("api", "comms"), what="mirrored")
-        code, _ = await status_code(jp_fetch, "api", "comms", models[0]["comm_id"], method="DELETE")
+        code, _ = await status_of(jp_fetch, "api", "comms", models[0]["comm_id"], method="DELETE")
         assert code == 204
         await wait_for(lambda: _kernel_says(client, KERNEL_SAW_CLOSE), what="kernel closed")
     finally:
@@ -100,7 +81,7 @@ async def test_delete_while_kernel_busy(jp_fetch, fetch_json, jp_ws_fetch, start
         )
     )
     code, _ = await asyncio.wait_for(
-        status_code(jp_fetch, "api", "comms", comm_id, method="DELETE"), 3
+        status_of(jp_fetch, "api", "comms", comm_id, method="DELETE"), 3
     )  # answered while the cell runs
     assert code == 204
     await ws.recv(comm_msgs(ws, "comm_close", comm_id), timeout=3)
@@ -124,7 +105,7 @@ async def test_bulk_delete(jp_fetch, fetch_json, jp_ws_fetch, start_kernel):
         ({"target_name": "stale", "nope": "1"}, "nope"),
         ({"min_idle": "soon"}, "min_idle"),
     ]:
-        code, body = await status_code(jp_fetch, "api", "comms", method="DELETE", params=params)
+        code, body = await status_of(jp_fetch, "api", "comms", method="DELETE", params=params)
         assert code == 400 and message in body["message"], (params, body)
     assert len(await fetch_json("api", "comms")) == 4  # nothing closed by accident
 
@@ -162,7 +143,7 @@ async def test_force_close_ipywidgets_slider(
     )
     await wait_for(lambda: _to_kernel(fetch_json, comm_id, 1), what="update counted")
     await ws.execute("assert s.value == 9")
-    code, _ = await status_code(jp_fetch, "api", "comms", comm_id, method="DELETE")
+    code, _ = await status_of(jp_fetch, "api", "comms", comm_id, method="DELETE")
     assert code == 204
     await ws.recv(comm_msgs(ws, "comm_close", comm_id), timeout=10)
     await ws.execute("from comm import get_comm_manager")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import wait_for
+from helpers import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM, ServerProcess, wait_for
 from jupyter_server.gateway.gateway_client import GatewayClient
-from test_force_close import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM
-from test_guard import ServerProcess
 from wsclient import KernelWS, comm_msgs
 
 

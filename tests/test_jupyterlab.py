@@ -11,9 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import BROWSER_TIMEOUT, needs_browser
+from helpers import BROWSER_TIMEOUT, ServerProcess, needs_browser
 from playwright.async_api import TimeoutError as PlaywrightTimeout
-from test_guard import ServerProcess
 
 NOTEBOOK = {
     "cells": [

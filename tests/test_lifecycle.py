@@ -6,8 +6,7 @@ import os
 import signal
 import time
 
-from conftest import wait_for
-from test_admin import extension
+from helpers import extension, status_of, wait_for
 from wsclient import KernelWS, comm_msgs, execute_content
 
 OPEN = "from comm import create_comm; cs = [create_comm(target_name='t') for _ in range(2)]"
@@ -32,19 +31,10 @@ async def test_shutdown_forgets_the_kernels_comms(jp_fetch, fetch_json, jp_ws_fe
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
     models = await fetch_json("api", "comms", params={"status": "all"})
     assert {m["kernel_id"] for m in models} == {other}
-    r = await _code(jp_fetch, "api", "kernels", kernel_id, "comms")
-    assert r == 404
+    code, _ = await status_of(jp_fetch, "api", "kernels", kernel_id, "comms")
+    assert code == 404
     ws.close()
     ws_other.close()
-
-
-async def _code(fetch, *parts, **kwargs):
-    from tornado.httpclient import HTTPClientError
-
-    try:
-        return (await fetch(*parts, **kwargs)).code
-    except HTTPClientError as e:
-        return e.code
 
 
 async def test_rest_restart_closes_comms(jp_fetch, fetch_json, jp_ws_fetch, start_kernel):
@@ -147,7 +137,7 @@ async def test_closing_a_comm_of_a_dying_kernel_is_clean(
     comm_id = (await fetch_json("api", "comms"))[0]["comm_id"]
     km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     os.kill(km.provisioner.process.pid, signal.SIGKILL)
-    code = await _code(jp_fetch, "api", "comms", comm_id, method="DELETE")
+    code, _ = await status_of(jp_fetch, "api", "comms", comm_id, method="DELETE")
     # closed cleanly, or already closed by the restart: never a 500, never a ghost
     assert code in (204, 404)
     await wait_for(lambda: _open_count(fetch_json, kernel_id, 0), timeout=30, what="no ghost")

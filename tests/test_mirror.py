@@ -3,24 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import wait_for
+from helpers import ECHO_TARGET, OPEN_KERNEL_COMM, wait_for
 from wsclient import PROTOCOLS, KernelWS, comm_msgs, widget_opened
-
-OPEN_KERNEL_COMM = """
-from comm import create_comm
-c = create_comm(target_name="probe", data={"x": 1})
-c.send({"n": 1}); c.send({"n": 2})
-c.comm_id
-"""
-
-ECHO_TARGET = """
-def _echo_target(comm, msg):
-    @comm.on_msg
-    def _echo(m):
-        comm.send({"echo": m["content"]["data"]}, buffers=m["buffers"])
-from comm import get_comm_manager
-get_comm_manager().register_target("echo", _echo_target)
-"""
 
 
 async def comms(fetch_json, **params):

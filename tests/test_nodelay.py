@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from conftest import wait_for
+from helpers import wait_for
 from traitlets.config import Config
 from wsclient import PROTOCOLS, KernelWS
 

@@ -12,19 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BROWSER_TIMEOUT, needs_browser, wait_for
+from helpers import BROWSER_TIMEOUT, ReadOnlyAuthorizer, needs_browser, wait_for
 from jupyter_server.auth import Authorizer
 from tornado.httpclient import AsyncHTTPClient
 from wsclient import KernelWS
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-class ReadOnlyAuthorizer(Authorizer):
-    """May look at comms, may not close them."""
-
-    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
-        return not (resource == "comms" and action == "write")
 
 
 class NoEventsAuthorizer(Authorizer):

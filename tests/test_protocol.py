@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 
+from helpers import legacy_frames, v1_frames
 from hypothesis import HealthCheck, example, given, settings
 from jupyter_client.session import Session
 from jupyter_server.services.kernels.connection.base import serialize_binary_message
-from test_guard import legacy_frames, v1_frames
 
 from jupyter_comm_ext import protocol
 

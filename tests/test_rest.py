@@ -9,7 +9,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from helpers import wait_for
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
@@ -102,6 +102,72 @@ async def test_filters_and_models_match_the_spec(api, fetch_json, jp_ws_fetch, s
     ws.close()
 
 
+async def test_summary_counts_without_models(api, fetch_json, jp_ws_fetch, start_kernel):
+    kernel_id, ws = await populated(fetch_json, jp_ws_fetch, start_kernel)
+    other = await start_kernel()
+    await wait_for(lambda: _watches(fetch_json, other), what="second kernel watched")
+    summary = await api("GET", "/api/comms/summary")
+    models = await fetch_json("api", "comms")
+    to_kernel = sum(m["messages"]["to_kernel"] for m in models)
+    from_kernel = sum(m["messages"]["from_kernel"] for m in models)
+    assert (summary["open"], summary["orphaned"], summary["closed"]) == (3, 0, 0)
+    assert (
+        summary["messages"]
+        == {"to_kernel": to_kernel, "from_kernel": from_kernel}
+        != {
+            "to_kernel": 0,
+            "from_kernel": 0,
+        }
+    )
+    assert summary["by_kernel"][kernel_id]["open"] == 3
+    assert summary["by_kernel"][other] == {
+        "open": 0,
+        "orphaned": 0,
+        "messages": {"to_kernel": 0, "from_kernel": 0},
+        "bytes": {"to_kernel": 0, "from_kernel": 0},
+    }
+    assert summary["by_target"] == {
+        t: {"open": 1, "orphaned": 0} for t in ("alpha", "beta", "front")
+    }
+    assert summary["by_origin"] == {"kernel": 2, "frontend": 1, "unknown": 0}
+    await api("DELETE", "/api/comms/f1", expect=204)
+    summary = await api("GET", "/api/comms/summary", {"refresh": "1"})
+    assert (summary["open"], summary["closed"]) == (2, 1)
+    ws.close()
+
+
+async def _watches(fetch_json, kernel_id):
+    return kernel_id in (await fetch_json("api", "comms", "summary"))["by_kernel"]
+
+
+async def test_pages_follow_the_link_header(jp_fetch, fetch_json, jp_ws_fetch, start_kernel):
+    kernel_id = await start_kernel()
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
+    await ws.execute(
+        "from comm import create_comm\ncs = [create_comm(target_name='p') for _ in range(7)]"
+    )
+    await wait_for(lambda: _count(fetch_json, 7), what="7 comms")
+    everything = await fetch_json("api", "comms", params={"target_name": "p"})
+    seen, params, pages = [], {"target_name": "p", "limit": "3"}, 0
+    while True:
+        r = await jp_fetch("api", "comms", params=params)
+        seen += [m["comm_id"] for m in json.loads(r.body)]
+        pages += 1
+        link = r.headers.get("Link")
+        if link is None:
+            break
+        url = link.split(";")[0].strip("<>")
+        assert url.startswith("/") and "token" not in url
+        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        assert params["target_name"] == "p" and params["limit"] == "3"
+        if pages == 2:  # a comm closing between two pages neither repeats nor hides others
+            await jp_fetch("api", "comms", seen[0], method="DELETE")
+    assert pages == 3
+    ordered = sorted(everything, key=lambda m: (m["opened_at"], m["comm_id"]))
+    assert seen == [m["comm_id"] for m in ordered]
+    ws.close()
+
+
 @pytest.mark.parametrize(
     ("method", "path", "params", "code", "words"),
     [
@@ -112,6 +178,13 @@ async def test_filters_and_models_match_the_spec(api, fetch_json, jp_ws_fetch, s
         ("GET", "/api/comms", {"min_idle": "inf"}, 400, "min_idle"),
         ("GET", "/api/comms", {"refresh": "maybe"}, 400, "refresh"),
         ("GET", "/api/comms", {"colour": "red"}, 400, "colour"),
+        ("GET", "/api/comms", {"limit": "0"}, 400, "limit"),
+        ("GET", "/api/comms", {"limit": "x"}, 400, "limit"),
+        ("GET", "/api/comms", {"limit": "10001"}, 400, "limit"),
+        ("GET", "/api/comms", {"cursor": "abc"}, 400, "limit"),
+        ("GET", "/api/comms", {"limit": "5", "cursor": "!!"}, 400, "cursor"),
+        ("GET", "/api/comms", {"limit": "5", "cursor": "WzFd"}, 400, "cursor"),
+        ("GET", "/api/comms/summary", {"kernel_id": "x"}, 400, "kernel_id"),
         ("GET", "/api/comms", {"kernel_id": "no-such-kernel"}, 404, "kernel"),
         ("GET", "/api/comms/no-such-comm", {}, 404, "no-such-comm"),
         ("GET", "/api/comms/" + "x" * 300, {}, 400, "256"),
