@@ -65,7 +65,8 @@ class IdleBody extends Widget implements Dialog.IBodyWidget<number> {
     const label = document.createElement('label');
     label.textContent = 'Close every open comm of every kernel idle for at least (minutes) ';
     this._input.type = 'number';
-    this._input.min = '1';
+    this._input.min = '0';
+    this._input.step = 'any';
     this._input.value = '60';
     this._input.className = 'jp-mod-styled jp-CommsPanel-idleInput';
     this._input.setAttribute('aria-label', 'Idle minutes');
@@ -93,7 +94,7 @@ export async function closeIdle(model: CommsModel) {
     return;
   }
   if (value === null || !(value > 0)) {
-    model.notify('Nothing closed: give the idle time in minutes, above 0.', true);
+    model.notify('Nothing closed: give the idle time in minutes, more than 0.', true);
     return;
   }
   await model.closeWhere({ min_idle: String(Math.round(value * 60)) });

@@ -131,7 +131,13 @@ export class CommsAPI {
     const url = URLExt.join(this.settings.baseUrl, path) + (search ? `?${search}` : '');
     let response: Response;
     try {
-      response = await ServerConnection.makeRequest(url, init, this.settings);
+      // `no-cache` (revalidate every time) rather than JupyterLab's default `no-store`,
+      // which appends a bare `?<timestamp>` the routes reject as an unknown argument.
+      response = await ServerConnection.makeRequest(
+        url,
+        { cache: 'no-cache', ...init },
+        this.settings
+      );
     } catch (error) {
       throw new CommsError(0, `The server could not be reached: ${String(error)}`);
     }

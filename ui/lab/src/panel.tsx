@@ -10,7 +10,9 @@ import {
   caretDownIcon,
   caretRightIcon,
   closeIcon,
+  consoleIcon,
   LabIcon,
+  notebookIcon,
   ReactWidget,
   refreshIcon,
   UseSignal
@@ -177,7 +179,12 @@ function KernelGroup({
                 title={`Open ${session.path}`}
                 onClick={() => openPath(session.path)}
               >
-                {session.path}
+                {session.type === 'console' ? (
+                  <consoleIcon.react tag="span" className="jp-CommsPanel-sessionIcon" />
+                ) : (
+                  <notebookIcon.react tag="span" className="jp-CommsPanel-sessionIcon" />
+                )}
+                <span className="jp-CommsPanel-path">{session.path}</span>
               </button>
             ))
           ) : (
@@ -232,13 +239,12 @@ function TargetButtons({ group, model }: { group: IKernelGroup; model: CommsMode
       {[...counts].map(([target, n]) => (
         <button
           key={target}
-          className="jp-mod-styled jp-CommsPanel-target"
+          className="jp-CommsPanel-target"
           aria-label={`Close the ${target} comms of ${label}`}
           title={`Close the ${target} comms of ${label}`}
           onClick={() => void closeTarget(model, group, target)}
         >
-          <closeIcon.react tag="span" />
-          {target} ({n.toLocaleString()}
+          Close {target} ({n.toLocaleString()}
           {group.more ? '+' : ''})
         </button>
       ))}
@@ -278,8 +284,11 @@ function CommRow({
           {comm.status !== 'open' && <span className="jp-CommsPanel-status">{comm.status}</span>}
           <code className="jp-CommsPanel-id">{id.slice(0, 8)}</code>
         </div>
-        <div className="jp-CommsPanel-commLine jp-CommsPanel-times">
-          {`opened by ${comm.origin} · age ${since(comm.opened_at, now)} · idle ${since(
+        <div
+          className="jp-CommsPanel-commLine jp-CommsPanel-times"
+          title="Who opened it, how long ago, and how long since its last message"
+        >
+          {`by ${comm.origin} · age ${since(comm.opened_at, now)} · idle ${since(
             comm.last_activity,
             now
           )}`}
