@@ -272,3 +272,93 @@ async def test_panel_follows_and_closes_widget_comms(
 async def moved_and_shown(panel: Any, moved: Any) -> bool:
     """The comms the slider moved show their new count of messages to the kernel."""
     return await panel_shows_counts(panel, await moved())
+
+
+@needs_browser
+@pytest.mark.timeout(180)
+async def test_read_only_user_sees_comms_and_no_close_controls(
+    tmp_path: Path, browser: Any, screenshots: Path
+) -> None:
+    (tmp_path / "slider.ipynb").write_text(notebook(SLIDER))
+    server = ServerProcess(
+        tmp_path, extension=True, args=["--ServerApp.authorizer_class=helpers.ReadOnlyAuthorizer"]
+    )
+    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        await open_lab(tab, server, "slider.ipynb")
+        await run_cell(tab, ".widget-slider")
+        kernel_id = await kernel_of(server, "slider.ipynb")
+        await run_command(tab, "Show comms panel")
+        panel = tab.locator(".jp-CommsPanel")
+        await wait_for(lambda: panel_matches_rest(panel, server, kernel_id), 20, "the comms")
+        await panel.screenshot(path=screenshots / "lab-panel-read-only.png")
+        assert await panel.get_by_role("button", name=re.compile("^Close")).count() == 0
+        assert await panel.get_by_role("checkbox").count() == 0
+        # the palette's close command is there, and disabled
+        await tab.keyboard.press("Control+Shift+C")
+        palette = tab.locator(".lm-CommandPalette")
+        await palette.locator("input").fill("Close idle comms")
+        item = palette.locator(".lm-CommandPalette-item", has_text="Close idle comms…")
+        assert "lm-mod-disabled" in (await item.get_attribute("class") or "")
+    except BaseException:
+        await tab.screenshot(path=screenshots / "lab-read-only-failed.png")
+        raise
+    finally:
+        await tab.close()
+        server.stop()
+
+
+@needs_browser
+@pytest.mark.timeout(180)
+async def test_a_refused_close_is_shown_and_nothing_closes(
+    tmp_path: Path, browser: Any, screenshots: Path
+) -> None:
+    (tmp_path / "slider.ipynb").write_text(notebook(SLIDER))
+    server = ServerProcess(
+        tmp_path,
+        extension=True,
+        args=["--ServerApp.authorizer_class=test_lab_panel.CommsWriteDeniedAuthorizer"],
+    )
+    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        await open_lab(tab, server, "slider.ipynb")
+        await run_cell(tab, ".widget-slider")
+        kernel_id = await kernel_of(server, "slider.ipynb")
+        panel = await show_panel(tab)
+        await wait_for(lambda: panel_matches_rest(panel, server, kernel_id), 20, "the comms")
+        comms = await open_ids(server, kernel_id)
+        comm_id = min(comms)
+        await panel.get_by_role("button", name=f"Close comm {comm_id}").click()
+        await accept_dialog(tab, f"Close comm {comm_id}?")
+        alert = panel.get_by_role("alert")
+        await alert.wait_for()
+        assert "403" in (await alert.text_content() or ""), await alert.text_content()
+        assert await open_ids(server, kernel_id) == comms
+        await tab.locator(".widget-slider").wait_for()  # the view is still there
+    except BaseException:
+        await tab.screenshot(path=screenshots / "lab-refused-failed.png")
+        raise
+    finally:
+        await tab.close()
+        server.stop()
+
+
+@needs_browser
+async def test_panel_says_when_the_server_extension_is_off(
+    tmp_path: Path, browser: Any, screenshots: Path
+) -> None:
+    server = ServerProcess(tmp_path, extension=False)
+    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        await open_lab(tab, server)
+        panel = await show_panel(tab)
+        await panel.get_by_text(
+            "The comms server extension is not enabled on this server."
+        ).wait_for()
+        await panel.screenshot(path=screenshots / "lab-panel-disabled.png")
+    finally:
+        await tab.close()
+        server.stop()
