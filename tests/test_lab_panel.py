@@ -18,6 +18,7 @@ import pytest
 from helpers import BROWSER_TIMEOUT, ServerProcess, needs_browser, wait_for
 from jupyter_server.auth import Authorizer
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from wsclient import execute_content
 
 
 def notebook(source: str) -> str:
@@ -359,6 +360,56 @@ async def test_panel_says_when_the_server_extension_is_off(
             "The comms server extension is not enabled on this server."
         ).wait_for()
         await panel.screenshot(path=screenshots / "lab-panel-disabled.png")
+    finally:
+        await tab.close()
+        server.stop()
+
+
+#: 10,000 comms from a kernel no notebook uses (no frontend answers them)
+MANY_COMMS = """
+from comm import create_comm
+many = [create_comm(target_name="probe", data={}) for _ in range(10_000)]
+"""
+
+
+@needs_browser
+@pytest.mark.timeout(240)
+async def test_panel_pages_ten_thousand_comms_of_a_kernel_without_session(
+    tmp_path: Path, browser: Any, screenshots: Path
+) -> None:
+    server = ServerProcess(tmp_path, extension=True)
+    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        kernel_id = await server.start_kernel()
+        ws = await server.connect(kernel_id, "v1")
+        # send the code and go: the server mirrors the kernel's comms with no frontend
+        await ws.send("execute_request", execute_content(MANY_COMMS))
+        ws.close()
+
+        async def all_open() -> bool:
+            summary = await server.get_json("/api/comms/summary")
+            return summary["by_kernel"].get(kernel_id, {}).get("open") == 10_000
+
+        await wait_for(all_open, 60, "10,000 open comms")
+        await open_lab(tab, server)
+        panel = await show_panel(tab)
+        group = panel.locator(f'[data-kernel-id="{kernel_id}"]')
+        await group.get_by_text(f"Kernel python3 {kernel_id[:8]}").wait_for()
+        more = group.get_by_role("button", name="Show 100 more (100 of 10,000 shown)")
+        await more.wait_for()
+        rows = group.locator("[data-comm-id]")
+        assert await rows.count() == 100
+        # the first page is the server's first page (opened_at, then comm_id)
+        first = await server.get_json(f"/api/comms?kernel_id={kernel_id}&limit=100")
+        assert await shown_ids(panel, kernel_id) == {m["comm_id"] for m in first}
+        await more.click()
+        await group.get_by_role("button", name="Show 100 more (200 of 10,000 shown)").wait_for()
+        assert await rows.count() == 200
+        await panel.screenshot(path=screenshots / "lab-panel-10000.png")
+    except BaseException:
+        await tab.screenshot(path=screenshots / "lab-10000-failed.png")
+        raise
     finally:
         await tab.close()
         server.stop()
