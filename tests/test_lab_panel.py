@@ -396,16 +396,16 @@ async def test_panel_pages_ten_thousand_comms_of_a_kernel_without_session(
         panel = await show_panel(tab)
         group = panel.locator(f'[data-kernel-id="{kernel_id}"]')
         await group.get_by_text(f"Kernel python3 {kernel_id[:8]}").wait_for()
-        more = group.get_by_role("button", name="Show 100 more (100 of 10,000 shown)")
+        more = group.get_by_role("button", name="Show 50 more (50 of 10,000 shown)")
         await more.wait_for()
         rows = group.locator("[data-comm-id]")
-        assert await rows.count() == 100
+        assert await rows.count() == 50
         # the first page is the server's first page (opened_at, then comm_id)
-        first = await server.get_json(f"/api/comms?kernel_id={kernel_id}&limit=100")
+        first = await server.get_json(f"/api/comms?kernel_id={kernel_id}&limit=50")
         assert await shown_ids(panel, kernel_id) == {m["comm_id"] for m in first}
         await more.click()
-        await group.get_by_role("button", name="Show 100 more (200 of 10,000 shown)").wait_for()
-        assert await rows.count() == 200
+        await group.get_by_role("button", name="Show 50 more (100 of 10,000 shown)").wait_for()
+        assert await rows.count() == 100
         await panel.screenshot(path=screenshots / "lab-panel-10000.png")
     except BaseException:
         await tab.screenshot(path=screenshots / "lab-10000-failed.png")

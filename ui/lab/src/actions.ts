@@ -20,11 +20,12 @@ async function confirm<T>(title: string, body: string | Dialog.IBodyWidget<T>, l
   });
 }
 
-export async function closeOne(model: CommsModel, comm: IComm, group: IKernelGroup) {
+/** Close one comm; `label` names its notebook (or kernel) in the dialog. */
+export async function closeOne(model: CommsModel, comm: IComm, label: string) {
   const target = comm.target_name ?? 'no target';
   const { button } = await confirm(
     `Close comm ${comm.comm_id}?`,
-    `A ${target} comm of ${kernelLabel(group)}. ${CONSEQUENCE}`,
+    `A ${target} comm of ${label}. ${CONSEQUENCE}`,
     'Close comm'
   );
   if (button.accept) {

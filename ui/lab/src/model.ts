@@ -11,7 +11,7 @@
 import { Event } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { CommsAPI, CommsError, IComm, ISummary } from './api';
+import { CommsAPI, CommsError, IComm, IKernelSummary, ISummary } from './api';
 
 /** The comm event schema of jupyter_comm_ext. */
 export const COMM_SCHEMA = 'https://events.jupyter.org/jupyter_comm_ext/comm/v1';
@@ -26,7 +26,7 @@ const POLL_MS = 2000;
 const EVENT_DELAY_MS = 150;
 
 /** Rows fetched and rendered per kernel at first, and added by each "Show more". */
-export const PAGE_SIZE = 100;
+export const PAGE_SIZE = 50;
 
 /** A notebook or console (a session) using a kernel. */
 export interface ISessionRef {
@@ -194,6 +194,7 @@ export class CommsModel {
   /** Show the outcome of a close (and refresh, so the panel shows what is left). */
   notify(text: string, error: boolean): void {
     this.notice = { text, error };
+    this._rows.clear();
     if (error) {
       console.warn(`Comms: ${text}`);
     }
@@ -208,6 +209,7 @@ export class CommsModel {
 
   private _onEvent(_: Event.IManager, event: Event.Emission): void {
     if (event.schema_id === COMM_SCHEMA) {
+      this._dirty.add(String(event.kernel_id));
       this.refreshSoon(EVENT_DELAY_MS);
     }
   }
@@ -261,7 +263,16 @@ export class CommsModel {
         group(kernelId, '');
       }
       if (this._showRows) {
-        await Promise.all([...groups.values()].map(g => this._loadRows(g)));
+        const dirty = new Set(this._dirty);
+        await Promise.all(
+          [...groups.values()].map(g => this._loadRows(g, summary.by_kernel[g.kernelId]))
+        );
+        dirty.forEach(kernelId => this._dirty.delete(kernelId));
+      }
+      for (const kernelId of this._rows.keys()) {
+        if (!groups.has(kernelId)) {
+          this._rows.delete(kernelId); // the kernel is gone
+        }
       }
       this.summary = summary;
       this.kernels = [...groups.values()].sort(byLabel);
@@ -279,11 +290,25 @@ export class CommsModel {
     this._changed.emit();
   }
 
-  private async _loadRows(group: IKernelGroup): Promise<void> {
+  /**
+   * Fill in a kernel's rows: fetched again only when its counters in the summary moved (a
+   * comm opened or closed, or carried a message; each changes `messages`), an event named
+   * the kernel, or more rows were asked for. Otherwise the rows of the last fetch are
+   * still right, so a poll of idle kernels costs the summary and nothing per kernel.
+   */
+  private async _loadRows(group: IKernelGroup, counts: IKernelSummary | undefined) {
     if (this.collapsed.has(group.kernelId) || group.open + group.orphaned === 0) {
+      this._rows.delete(group.kernelId);
       return;
     }
     const limit = this._limit(group.kernelId);
+    const key = `${limit} ${JSON.stringify(counts)}`;
+    const cached = this._rows.get(group.kernelId);
+    if (cached && cached.key === key && !this._dirty.has(group.kernelId)) {
+      group.comms = cached.comms;
+      group.more = cached.more;
+      return;
+    }
     const open = await this.api.page(group.kernelId, 'open', limit);
     group.comms = open.comms;
     group.more = open.more;
@@ -295,6 +320,7 @@ export class CommsModel {
     } else if (group.orphaned > 0) {
       group.more = true;
     }
+    this._rows.set(group.kernelId, { key, comms: group.comms, more: group.more });
   }
 
   /** A selected comm that closed (or scrolled out of the loaded pages) is not selected. */
@@ -311,6 +337,10 @@ export class CommsModel {
   private _events: Event.IManager | null;
   private _showRows = false;
   private _limits = new Map<string, number>();
+  /** Each kernel's last fetched rows, and the summary counters they were fetched at. */
+  private _rows = new Map<string, { key: string; comms: IComm[]; more: boolean }>();
+  /** Kernels an event named since their rows were last fetched. */
+  private _dirty = new Set<string>();
   private _timer = 0;
   private _running: Promise<void> | null = null;
   private _again = false;

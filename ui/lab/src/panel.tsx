@@ -158,6 +158,7 @@ function KernelGroup({
   const expanded = !model.collapsed.has(group.kernelId);
   const Caret = expanded ? caretDownIcon : caretRightIcon;
   const live = group.open + group.orphaned;
+  const now = Date.now();
   return (
     <section className="jp-CommsPanel-kernel" data-kernel-id={group.kernelId}>
       <div className="jp-CommsPanel-kernelHeader">
@@ -205,7 +206,16 @@ function KernelGroup({
       {expanded && group.comms.length > 0 && (
         <ul className="jp-CommsPanel-comms">
           {group.comms.map(comm => (
-            <CommRow key={comm.comm_id} comm={comm} group={group} model={model} />
+            <CommRow
+              key={comm.comm_id}
+              comm={comm}
+              label={label}
+              model={model}
+              selected={model.selected.has(comm.comm_id)}
+              canClose={model.canClose}
+              age={since(comm.opened_at, now)}
+              idle={since(comm.last_activity, now)}
+            />
           ))}
         </ul>
       )}
@@ -252,16 +262,24 @@ function TargetButtons({ group, model }: { group: IKernelGroup; model: CommsMode
   );
 }
 
-function CommRow({
-  comm,
-  group,
-  model
-}: {
+interface IRowProps {
   comm: IComm;
-  group: IKernelGroup;
+  /** The kernel's label, for the close dialog. */
+  label: string;
   model: CommsModel;
-}): JSX.Element {
-  const now = Date.now();
+  selected: boolean;
+  canClose: boolean;
+  age: string;
+  idle: string;
+}
+
+/**
+ * One comm. Memoised on what it shows: a poll brings fresh objects for every row, and
+ * re-rendering a thousand unchanged rows every two seconds is what froze the page (one
+ * long task per poll, up to 470 ms, measured with bench/lab_panel.py).
+ */
+const CommRow = React.memo(function CommRow(props: IRowProps): JSX.Element {
+  const { comm, label, model, selected, canClose, age, idle } = props;
   const id = comm.comm_id;
   return (
     <li
@@ -269,12 +287,12 @@ function CommRow({
       data-comm-id={id}
       title={`Comm ${id}`}
     >
-      {model.canClose && (
+      {canClose && (
         <input
           type="checkbox"
           className="jp-CommsPanel-select"
           aria-label={`Select comm ${id}`}
-          checked={model.selected.has(id)}
+          checked={selected}
           onChange={() => model.toggleSelected(id)}
         />
       )}
@@ -288,10 +306,7 @@ function CommRow({
           className="jp-CommsPanel-commLine jp-CommsPanel-times"
           title="Who opened it, how long ago, and how long since its last message"
         >
-          {`by ${comm.origin} · age ${since(comm.opened_at, now)} · idle ${since(
-            comm.last_activity,
-            now
-          )}`}
+          {`by ${comm.origin} · age ${age} · idle ${idle}`}
         </div>
         <div
           className="jp-CommsPanel-commLine jp-CommsPanel-traffic"
@@ -302,17 +317,37 @@ function CommRow({
           {traffic('↓', comm.messages, comm.bytes, 'from_kernel')}
         </div>
       </div>
-      {model.canClose && (
+      {canClose && (
         <button
           className="jp-CommsPanel-iconButton"
           aria-label={`Close comm ${id}`}
           title={`Close comm ${id}`}
-          onClick={() => void closeOne(model, comm, group)}
+          onClick={() => void closeOne(model, comm, label)}
         >
           <closeIcon.react tag="span" />
         </button>
       )}
     </li>
+  );
+}, sameRow);
+
+function sameRow(a: IRowProps, b: IRowProps): boolean {
+  const [x, y] = [a.comm, b.comm];
+  return (
+    a.label === b.label &&
+    a.model === b.model &&
+    a.selected === b.selected &&
+    a.canClose === b.canClose &&
+    a.age === b.age &&
+    a.idle === b.idle &&
+    x.comm_id === y.comm_id &&
+    x.status === y.status &&
+    x.target_name === y.target_name &&
+    x.origin === y.origin &&
+    x.messages.to_kernel === y.messages.to_kernel &&
+    x.messages.from_kernel === y.messages.from_kernel &&
+    x.bytes.to_kernel === y.bytes.to_kernel &&
+    x.bytes.from_kernel === y.bytes.from_kernel
   );
 }
 
@@ -320,19 +355,23 @@ function traffic(arrow: string, messages: IEachWay, bytes: IEachWay, way: keyof 
   return `${arrow} ${plural(messages[way], 'msg')}, ${size(bytes[way])}`;
 }
 
-/** "5 s", "3 min", "2 h", "4 d" since an ISO timestamp (the server's clock, in UTC). */
+/**
+ * "< 1 min", "3 min", "2 h", "4 d" since an ISO timestamp. Minutes, not seconds: idle
+ * times matter at the scale of culling (minutes), and a text that changes on every poll
+ * would re-render every row on every poll.
+ */
 function since(iso: string, now: number): string {
-  const seconds = Math.max(0, (now - Date.parse(iso)) / 1000);
-  if (seconds < 60) {
-    return `${Math.floor(seconds)} s`;
+  const minutes = Math.max(0, (now - Date.parse(iso)) / 60_000);
+  if (minutes < 1) {
+    return '< 1 min';
   }
-  if (seconds < 3600) {
-    return `${Math.floor(seconds / 60)} min`;
+  if (minutes < 60) {
+    return `${Math.floor(minutes)} min`;
   }
-  if (seconds < 86400) {
-    return `${Math.floor(seconds / 3600)} h`;
+  if (minutes < 24 * 60) {
+    return `${Math.floor(minutes / 60)} h`;
   }
-  return `${Math.floor(seconds / 86400)} d`;
+  return `${Math.floor(minutes / 60 / 24)} d`;
 }
 
 function size(bytes: number): string {
