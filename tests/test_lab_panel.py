@@ -8,6 +8,7 @@ the REST API says at the same time, so the panel cannot pass by showing somethin
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -103,7 +104,7 @@ async def open_ids(server: ServerProcess, kernel_id: str) -> set[str]:
 
 async def shown_ids(panel: Any, kernel_id: str) -> set[str]:
     rows = panel.locator(f'[data-kernel-id="{kernel_id}"] [data-comm-id]')
-    return {await row.get_attribute("data-comm-id") for row in await rows.all()}
+    return set(await rows.evaluate_all("rows => rows.map(row => row.dataset.commId)"))
 
 
 async def panel_matches_rest(panel: Any, server: ServerProcess, kernel_id: str) -> bool:
@@ -120,12 +121,17 @@ async def accept_dialog(tab: Any, title: str) -> None:
 
 def test_jupyterlab_lists_the_prebuilt_extension() -> None:
     """Installed from the package (no `jupyter lab build`): enabled and OK."""
+    # `jupyter labextension` runs the `jupyter-labextension` next to this Python
+    env = dict(
+        os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    )
     out = subprocess.run(
         [sys.executable, "-m", "jupyter", "labextension", "list"],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
+        env=env,
     )
     listing = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
     assert re.search(r"jupyter-comm-ext v\S+ enabled OK \(python, jupyter_comm_ext\)", listing), (
