@@ -302,6 +302,15 @@ async def test_read_only_user_sees_comms_and_no_close_controls(
         await panel.screenshot(path=screenshots / "lab-panel-read-only.png")
         assert await panel.get_by_role("button", name=re.compile("^Close")).count() == 0
         assert await panel.get_by_role("checkbox").count() == 0
+        # from the keyboard: Enter on a section's toggle collapses it, and again expands it
+        toggle = panel.get_by_role("button", name="Collapse the comms of slider.ipynb")
+        await toggle.focus()
+        await tab.keyboard.press("Enter")
+        expand = panel.get_by_role("button", name="Expand the comms of slider.ipynb")
+        assert await expand.get_attribute("aria-expanded") == "false"
+        assert not await shown_ids(panel, kernel_id)
+        await tab.keyboard.press("Enter")  # the same button keeps the focus
+        await wait_for(lambda: panel_matches_rest(panel, server, kernel_id), 20, "expanded")
         # the palette's close command is there, and disabled
         await tab.keyboard.press("Control+Shift+C")
         palette = tab.locator(".lm-CommandPalette")
