@@ -100,66 +100,95 @@ def git_commit() -> dict[str, Any]:
 # -- relay --------------------------------------------------------------------------------
 
 
-async def run_relay(cfg: dict, code: str | None, log: Any) -> dict[str, Any]:
-    servers = {
-        "stock": Server("stock", False),
-        "ext": Server("ext", True, code=code),
-        "stock_aa": Server("stock-aa", False),
-        "ext_nagle": Server("ext-nagle", True, ["--CommMirror.websocket_nodelay=False"], code),
-    }
-    kernels: dict[str, str] = {}
-    clients: dict[str, KernelClient] = {}
+class RelayServers:
+    """The relay benchmark's servers, one kernel each, and one client per measured server."""
 
-    async def connect(names: list[str], proto: str) -> None:
+    def __init__(self, code: str | None) -> None:
+        self.servers = {
+            "stock": Server("stock", False),
+            "ext": Server("ext", True, code=code),
+            "stock_aa": Server("stock-aa", False),
+            "ext_nagle": Server("ext-nagle", True, ["--CommTap.websocket_nodelay=False"], code),
+        }
+        self.kernels: dict[str, str] = {}
+        self.clients: dict[str, KernelClient] = {}
+
+    async def start(self) -> None:
+        await asyncio.gather(*(s.start() for s in self.servers.values()))
+        for name, server in self.servers.items():
+            self.kernels[name] = await server.start_kernel()
+        await self.connect(list(self.servers), "v1")
+        for c in self.clients.values():
+            await c.execute(relay.ECHO_TARGET)
+
+    async def connect(self, names: list[str], proto: str) -> None:
         """One client per server on this protocol, and no other: a kernel's IOPub goes to
         every connected client, and an idle client's unread frames would cost its server."""
-        for c in clients.values():
-            c.close()
-        clients.clear()
+        self.close_clients()
         for name in names:
-            clients[name] = await KernelClient.connect(servers[name], kernels[name], proto)
+            self.clients[name] = await KernelClient.connect(
+                self.servers[name], self.kernels[name], proto
+            )
 
+    def close_clients(self) -> None:
+        for c in self.clients.values():
+            c.close()
+        self.clients.clear()
+
+    async def shutdown(self) -> None:
+        self.close_clients()
+        await asyncio.gather(*(s.shutdown() for s in self.servers.values()))
+
+
+async def relay_rounds(run: RelayServers, cfg: dict, log: Any) -> dict:
+    """Floods and round trips on stock, extension and stock again, order rotated per round."""
+    main = ["stock", "ext", "stock_aa"]
+    cases = ("comm", "stream", "roundtrip")
+    raw: dict = {p: {c: {s: [] for s in main} for c in cases} for p in PROTOCOLS}
+    for r in range(cfg["rounds"]):
+        for proto in PROTOCOLS:
+            await run.connect(main, proto)
+            for case in cases:
+                for name in rotated(main, r):
+                    server, c = run.servers[name], run.clients[name]
+                    if case == "roundtrip":
+                        c.quickack = True  # the relay's cost, without the delayed-ACK stall
+                        res = await relay.roundtrips(server, c, cfg["rt_n"], 300)
+                        c.quickack = False
+                    else:
+                        res = await relay.flood(server, c, case, cfg["flood_n"], 600)
+                    raw[proto][case][name].append(res)
+        log(f"relay round {r + 1}/{cfg['rounds']} done")
+    return raw
+
+
+async def browser_rounds(run: RelayServers, cfg: dict, log: Any) -> dict:
+    """Round trips as a browser sees them (no QUICKACK), with and without the push window."""
+    browser = ["stock", "ext", "ext_nagle"]
+    braw: dict = {p: {s: [] for s in browser} for p in PROTOCOLS}
+    for r in range(cfg["browser_rounds"]):
+        for proto in PROTOCOLS:
+            await run.connect(browser, proto)
+            for name in rotated(browser, r):
+                res = await relay.roundtrips(
+                    run.servers[name], run.clients[name], cfg["browser_n"], 600
+                )
+                braw[proto][name].append(res)
+        log(f"browser-like latency round {r + 1}/{cfg['browser_rounds']} done")
+    return braw
+
+
+async def run_relay(cfg: dict, code: str | None, log: Any) -> dict[str, Any]:
+    run = RelayServers(code)
     try:
-        await asyncio.gather(*(s.start() for s in servers.values()))
-        for name, server in servers.items():
-            kernels[name] = await server.start_kernel()
-        await connect(list(servers), "v1")
-        for c in clients.values():
-            await c.execute(relay.ECHO_TARGET)
-        pids = {s.pid for s in servers.values()}
+        await run.start()
+        pids = {s.pid for s in run.servers.values()}
         state_before = machine.others(pids)
-        main = ["stock", "ext", "stock_aa"]
-        cases = ("comm", "stream", "roundtrip")
-        raw: dict = {p: {c: {s: [] for s in main} for c in cases} for p in PROTOCOLS}
-        for r in range(cfg["rounds"]):
-            for proto in PROTOCOLS:
-                await connect(main, proto)
-                for case in cases:
-                    for name in rotated(main, r):
-                        server, c = servers[name], clients[name]
-                        if case == "roundtrip":
-                            c.quickack = True  # the relay's cost, without the delayed-ACK stall
-                            res = await relay.roundtrips(server, c, cfg["rt_n"], 300)
-                            c.quickack = False
-                        else:
-                            res = await relay.flood(server, c, case, cfg["flood_n"], 600)
-                        raw[proto][case][name].append(res)
-            log(f"relay round {r + 1}/{cfg['rounds']} done")
-        browser = ["stock", "ext", "ext_nagle"]
-        braw: dict = {p: {s: [] for s in browser} for p in PROTOCOLS}
-        for r in range(cfg["browser_rounds"]):
-            for proto in PROTOCOLS:
-                await connect(browser, proto)
-                for name in rotated(browser, r):
-                    n = cfg["browser_n"]
-                    res = await relay.roundtrips(servers[name], clients[name], n, 600)
-                    braw[proto][name].append(res)
-            log(f"browser-like latency round {r + 1}/{cfg['browser_rounds']} done")
+        raw = await relay_rounds(run, cfg, log)
+        braw = await browser_rounds(run, cfg, log)
         state_after = machine.others(pids)
     finally:
-        for c in clients.values():
-            c.close()
-        await asyncio.gather(*(s.shutdown() for s in servers.values()))
+        await run.shutdown()
     return {
         "raw": raw,
         "browser_raw": braw,

@@ -9,7 +9,7 @@ Traffic is recorded, not made up:
 
 Each frame is then handed to a tapped connection class built on a stub whose relay does
 nothing, and to the same stub untapped; the difference is the tap's cost per message.
-Kernel comm messages also go through `KernelWatcher._on_recv` (the mirror's IOPub
+Kernel comm messages also go through `IOPubWatcher._on_recv` (the mirror's IOPub
 subscriber; libzmq filters every other message out before Python sees it).
 """
 
@@ -139,6 +139,15 @@ def make_mirror() -> Any:
     return CommMirror(kernel_manager=MappingKernelManager())
 
 
+def unconnected_watcher(mirror: Any, kernel_id: str, on_problem: Any) -> Any:
+    """The mirror's IOPub watcher of a kernel, without its socket: fed frames by hand."""
+    from jupyter_comm_ext.watchers import IOPubWatcher, KernelWatcher
+
+    watcher = object.__new__(IOPubWatcher)
+    KernelWatcher.__init__(watcher, kernel_id, None, mirror.kernel_sent, on_problem, mirror.log)
+    return watcher
+
+
 def _time_per_call(fn: Any, items: list, repeat: int) -> float:
     """Best-of-`repeat` seconds per call of fn(item) over items (min: least disturbed)."""
     best = float("inf")
@@ -171,13 +180,12 @@ def replay(n: int = 5000, repeat: int = 5, rounds: int = 3) -> dict[str, Any]:
 def _replay_protocol(
     protocol: str, kernel: dict[str, list[list[bytes]]], n: int, repeat: int, rounds: int
 ) -> dict[str, Any]:
-    from jupyter_comm_ext.tap import tap_connection_class
-    from jupyter_comm_ext.watcher import KernelWatcher
+    from jupyter_comm_ext.tap import CommTap
 
     mirror = make_mirror()
     kernel_id = uuid.uuid4().hex
     mirror.watchers[kernel_id] = None  # as in a live server: the kernel is being watched
-    tapped_cls = tap_connection_class(StubConnection, mirror)
+    tapped_cls = CommTap(mirror=mirror).connection_class(StubConnection)
     tapped = tapped_cls(kernel_id, protocol)
     plain = StubConnection(kernel_id, protocol)
     comm_id = uuid.uuid4().hex
@@ -191,15 +199,8 @@ def _replay_protocol(
     def outgoing(conn: Any) -> Any:
         return lambda msg: conn.handle_outgoing_message("iopub", msg)
 
-    watcher = types.SimpleNamespace(
-        kernel_id=kernel_id,
-        kernel_session=None,
-        on_comm=mirror.kernel_sent,
-        on_problem=lambda k, e: (_ for _ in ()).throw(e),
-    )
-
-    def watch(msg: list[bytes]) -> None:
-        KernelWatcher._on_recv(watcher, msg)  # type: ignore[arg-type]
+    watcher = unconnected_watcher(mirror, kernel_id, lambda k, e: (_ for _ in ()).throw(e))
+    watch = watcher._on_recv
 
     # the watcher's records for the kernel's comm
     for msg in kernel["comm"][:1]:
@@ -230,21 +231,18 @@ def _replay_protocol(
 def profile_target(n: int = 5000) -> None:
     """Run the comm paths in a loop, for a profiler (py-spy / pyinstrument)."""
     kernel = record_kernel_traffic(n)
-    from jupyter_comm_ext.tap import tap_connection_class
-    from jupyter_comm_ext.watcher import KernelWatcher
+    from jupyter_comm_ext.tap import CommTap
 
     mirror = make_mirror()
     kernel_id = uuid.uuid4().hex
     mirror.watchers[kernel_id] = None
-    tapped = tap_connection_class(StubConnection, mirror)(kernel_id, "v1")
+    tapped = CommTap(mirror=mirror).connection_class(StubConnection)(kernel_id, "v1")
     frames = frontend_frames("v1", n, uuid.uuid4().hex)
     tapped.handle_incoming_message(frames["comm_open"][0])
-    watcher = types.SimpleNamespace(
-        kernel_id=kernel_id, kernel_session=None, on_comm=mirror.kernel_sent, on_problem=None
-    )
+    watcher = unconnected_watcher(mirror, kernel_id, mirror._kernel_problem)
     for _ in range(20):
         for msg in kernel["comm"]:
-            KernelWatcher._on_recv(watcher, msg)  # type: ignore[arg-type]
+            watcher._on_recv(msg)
         for frame in frames["comm"]:
             tapped.handle_incoming_message(frame)
 

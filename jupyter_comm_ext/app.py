@@ -11,7 +11,7 @@ from .culler import CommCuller
 from .handlers import handlers
 from .mirror import CommMirror
 from .page import page_handlers
-from .tap import tap_connection_class
+from .tap import CommTap
 
 HERE = Path(__file__).parent
 
@@ -21,7 +21,7 @@ class CommExtensionApp(ExtensionApp):
 
     name = "jupyter_comm_ext"
     load_other_extensions = True
-    classes: ClassVar[list[type]] = [CommMirror, CommCuller]
+    classes: ClassVar[list[type]] = [CommMirror, CommTap, CommCuller]
 
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
@@ -33,8 +33,10 @@ class CommExtensionApp(ExtensionApp):
         )
         # self.settings starts as a copy of the server's and is written back over them.
         self.settings["comm_mirror"] = self.mirror
-        self.settings["kernel_websocket_connection_class"] = tap_connection_class(
-            self.settings["kernel_websocket_connection_class"], self.mirror
+        self.tap = CommTap(parent=self, mirror=self.mirror)
+        self.settings["comm_tap"] = self.tap
+        self.settings["kernel_websocket_connection_class"] = self.tap.connection_class(
+            self.settings["kernel_websocket_connection_class"]
         )
         self.culler = CommCuller(parent=self, mirror=self.mirror)
         # Kernels started before this extension loaded are reconciled on first contact.

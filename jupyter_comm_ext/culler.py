@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Instance, Int, List, Unicode
+from traitlets import Bool, Instance, Int, List, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from .mirror import CommMirror
@@ -22,11 +22,25 @@ class CommCuller(LoggingConfigurable):
         0 (the default) culls no comm for being idle.""",
     )
 
+    cull_interval_default = 300
+
     cull_interval = Int(
-        300,
+        cull_interval_default,
         config=True,
-        help="Seconds between two passes of the culler.",
+        help="""Seconds between two passes of the culler. A value of 0 or less would stop
+        the culler from ever running: it is replaced by the default, with a warning.""",
     )
+
+    @validate("cull_interval")
+    def _valid_interval(self, proposal: dict) -> int:
+        if proposal["value"] <= 0:
+            self.log.warning(
+                "Invalid value for 'cull_interval' detected (%s) - using default value (%s).",
+                proposal["value"],
+                self.cull_interval_default,
+            )
+            return self.cull_interval_default
+        return proposal["value"]
 
     cull_connected = Bool(
         False,
@@ -82,7 +96,10 @@ class CommCuller(LoggingConfigurable):
             self._callback = None
 
     async def cull(self) -> list[CommRecord]:
-        """One pass; returns the comms it closed."""
+        """One pass; returns the comms it closed.
+
+        A comm that cannot be closed is logged and the pass goes on with the others.
+        """
         mirror = self.mirror
         mirror.sync_kernels()
         if self.cull_orphaned:
@@ -93,7 +110,16 @@ class CommCuller(LoggingConfigurable):
         candidates = [r for r in mirror.registry.live_records() if self.should_cull(r, now)]
         culled = []
         for record in candidates:
-            if record.status != "closed" and await mirror.force_close(record, reason=CULLED):
+            if record.status == "closed":
+                continue
+            try:
+                closed = await mirror.force_close(record, reason=CULLED)
+            except Exception:
+                self.log.exception(
+                    "Could not cull comm %s of kernel %s", record.comm_id, record.kernel_id
+                )
+                continue
+            if closed:
                 self.log.info(
                     "Culled comm %s (%s) of kernel %s",
                     record.comm_id,

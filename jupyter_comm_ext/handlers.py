@@ -26,6 +26,8 @@ PAGING = ("limit", "cursor")
 #: query arguments jupyter_server itself reads, allowed on every route
 SERVER_ARGUMENTS = ("token", "_xsrf")
 MAX_ID_LENGTH = 256
+#: names the kernels a `refresh=1` could not ask (see rest-api.yml)
+NOT_REFRESHED_HEADER = "X-Comms-Not-Refreshed"
 #: the largest page `GET /api/comms?limit=` gives
 MAX_LIMIT = 10_000
 
@@ -93,10 +95,14 @@ class CommsBaseHandler(APIHandler):
         return [r for r in records if await self.mirror.force_close(r, username=self.username)]
 
     async def refresh_if_asked(self, kernel_ids: list[str] | None = None) -> None:
-        if self.flag("refresh"):
-            await self.mirror.refresh(kernel_ids)
-        else:
+        """With `refresh=1`, ask the kernels first; the ones that could not be asked are
+        named in the `X-Comms-Not-Refreshed` header (their comms as the mirror has them)."""
+        if not self.flag("refresh"):
             self.mirror.sync_kernels()
+            return
+        failed = await self.mirror.refresh(kernel_ids)
+        if failed:
+            self.set_header(NOT_REFRESHED_HEADER, ", ".join(sorted(failed)))
 
     def write_models(self, records: list[CommRecord] | CommRecord) -> None:
         self.set_header("Content-Type", "application/json")
@@ -174,7 +180,9 @@ class CommsHandler(CommsBaseHandler):
         self.check_arguments(FILTERS)
         flt = self.comm_filter()
         if flt.is_empty:
-            raise web.HTTPError(400, "closing comms in bulk needs at least one filter")
+            raise web.HTTPError(
+                400, "closing comms in bulk needs at least one filter (or status=orphaned)"
+            )
         if flt.status not in ("open", "orphaned"):
             raise web.HTTPError(400, "only open or orphaned comms can be closed")
         self.mirror.sync_kernels()

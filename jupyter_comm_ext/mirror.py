@@ -1,30 +1,34 @@
 """The comm mirror: joins the tap, the kernel watchers, the registry and the kernels' lives.
 
-The tap reports what frontends send, the watchers what kernels send, jupyter_server's
-kernel events and restart callbacks when kernels start, restart and go away.  All of it
-lands in one `CommRegistry`, which the REST handlers and the culler read.
+The tap reports what frontends send, the watchers what kernels send, the kernel tracker when
+kernels start, restart and go away.  All of it lands in one `CommRegistry`, which the REST
+handlers and the culler read; every change that matters to a listener becomes an event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from typing import Any
 
 from jupyter_client.session import Session
-from traitlets import Bool, Float, Instance, Int, List, Unicode
+from traitlets import Float, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import registry as reg
-from .control import CommInfo, KernelUnreachable, comm_close_for_frontends, write_to_frontend
-from .gateway import GatewayKernelWatcher, is_remote
-from .protocol import BadFraming, CommMessage, InvalidUnicode, MalformedMessage
+from .control import CommInfo, comm_close_for_frontends, write_to_frontend
+from .kernels import KernelTracker
+from .problems import RateLimitedLog
+from .protocol import CommMessage, MalformedMessage
 from .registry import CommRecord, CommRegistry
-from .tap import RateLimitedLog
-from .watcher import KernelWatcher
+from .watchers import (
+    GatewayKernelWatcher,
+    IOPubWatcher,
+    KernelUnreachable,
+    KernelWatcher,
+    is_remote,
+)
 
-KERNEL_ACTIONS_SCHEMA = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 COMM_EVENT_SCHEMA = "https://events.jupyter.org/jupyter_comm_ext/comm/v1"
 
 
@@ -68,111 +72,52 @@ class CommMirror(LoggingConfigurable):
         (while idle) makes it an orphan: the kernel may simply not have read the close yet.""",
     )
 
-    guard = Bool(
-        True,
-        config=True,
-        help="""Refuse malformed client frames before jupyter_server parses them: v1 frames
-        whose offset table does not fit the frame (which make the stock parser loop until
-        memory runs out), legacy binary frames with an impossible buffer count (a 2 GB
-        allocation), and comm messages whose ids are not valid Unicode (which stall
-        ipykernel). Valid traffic is untouched.""",
-    )
-
-    websocket_nodelay = Bool(
-        True,
-        config=True,
-        help="""Do not let kernel websocket frames wait for the frontend's ACK.
-        With Nagle's algorithm on, when a kernel answers a frontend with several messages
-        (status busy, the reply or comm echo, status idle), the second small frame waits
-        until the frontend ACKs the first, and the frontend delays that ACK (40 ms on
-        Linux): a widget's comm round trip then takes ~45 ms instead of ~3 ms. Browsers
-        cannot change their ACK timing, so the server must not wait for it.
-        See `websocket_push_interval` for how.""",
-    )
-
-    websocket_push_interval = Float(
-        0.001,
-        config=True,
-        help="""With `websocket_nodelay`: once a websocket's frames stop for this many
-        seconds, push out what Nagle's algorithm still holds. Frames written together still
-        leave together, and a flood is left to Nagle (less CPU than one segment per frame).
-        0 sets TCP_NODELAY instead: every frame leaves at once, as its own segment.""",
-    )
-
     kernel_manager = Instance("jupyter_server.services.kernels.kernelmanager.MappingKernelManager")
     event_logger = Instance("jupyter_events.EventLogger", allow_none=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.registry = CommRegistry(self.max_comms_per_kernel, self.max_closed_history)
-        self.watchers: dict[str, KernelWatcher | GatewayKernelWatcher] = {}
+        self.watchers: dict[str, KernelWatcher] = {}
         self.connections: dict[str, set[Any]] = {}
         self.problems = RateLimitedLog(self.log)
         self.pack = Session().pack
-        self._reconciles: dict[str, asyncio.Task] = {}
-        self._restart_callbacks: dict[str, tuple[Any, dict[str, Any]]] = {}
-        if self.event_logger is not None:
-            self.event_logger.add_listener(
-                schema_id=KERNEL_ACTIONS_SCHEMA, listener=self._on_kernel_action
-            )
+        self.kernels = KernelTracker(
+            self.kernel_manager,
+            self.event_logger,
+            on_start=self.ensure_watched,
+            on_restart=self.kernel_restarted,
+            on_gone=self.forget_kernel,
+        )
+        self._reconciles: dict[str, asyncio.Future] = {}
 
     # -- traffic -----------------------------------------------------------------------
 
-    def refuses(self, error: MalformedMessage) -> bool:
-        """Whether the tap must drop a frame rather than hand it to the stock relay."""
-        return self.guard and isinstance(error, (BadFraming, InvalidUnicode))
-
     def frontend_sent(self, connection: Any, comm: CommMessage) -> None:
         """A comm message a frontend sent to the kernel (seen once, on its connection)."""
-        self._record(connection.kernel_id, comm, reg.TO_KERNEL, connection.session_id)
+        self._observe(connection.kernel_id, comm, reg.TO_KERNEL, connection.session_id)
 
     def kernel_sent(self, kernel_id: str, comm: CommMessage) -> None:
         """A comm message the kernel published (seen once, on the watcher)."""
-        self._record(kernel_id, comm, reg.FROM_KERNEL, None)
+        self._observe(kernel_id, comm, reg.FROM_KERNEL, None)
 
-    def _record(self, kernel_id: str, comm: CommMessage, direction: str, session: Any) -> None:
+    def _observe(self, kernel_id: str, comm: CommMessage, direction: str, session: Any) -> None:
         self.ensure_watched(kernel_id)
-        now = time.time()
-        record = self.registry.kernel_comms(kernel_id).get(comm.comm_id)
-        if record is None and (comm.msg_type == "comm_open" or direction == reg.FROM_KERNEL):
-            # A kernel talking on a comm we never saw open holds it: it predates us.
-            origin = "unknown"
-            if comm.msg_type == "comm_open":
-                origin = "kernel" if direction == reg.FROM_KERNEL else "frontend"
-            record = self.registry.open(
-                kernel_id,
-                comm.comm_id,
-                comm.target_name,
-                origin,
-                target_module=comm.target_module,
-                session_id=session,
-                now=now,
-            )
-            if record is None:
+        record, actions = self.registry.observe(kernel_id, comm, direction, session)
+        for action in actions:
+            if action == reg.CAPPED:
                 self.problems.warning(
-                    f"cap:{kernel_id}",
+                    "cap",
+                    kernel_id,
                     "Kernel %s has %d open comms, the most tracked "
                     "(CommMirror.max_comms_per_kernel); new ones are not tracked",
                     kernel_id,
                     self.max_comms_per_kernel,
                 )
-                return
-            self.emit("opened", record)
-        if record is None:
-            return
-        if comm.msg_type == "comm_open" and record.origin == "unknown":
-            # adopted from a comm_info_reply a moment before its comm_open arrived
-            record.origin = "kernel" if direction == reg.FROM_KERNEL else "frontend"
-            record.target_module = comm.target_module
-        record.count(direction, comm.nbytes, now)
-        if comm.msg_type == "comm_close":
-            if direction == reg.TO_KERNEL:
-                record.kernel_told = True
-                reason = reg.CLOSED_BY_FRONTEND
-            else:
-                reason = reg.CLOSED_BY_KERNEL
-            self.registry.close(record, reason, now=now)
-            self.emit("closed", record, reason=reason)
+            elif record is not None and action == reg.CLOSED:
+                self.emit("closed", record, reason=record.close_reason)
+            elif record is not None:
+                self.emit("opened", record)
 
     # -- connections -------------------------------------------------------------------
 
@@ -203,26 +148,26 @@ class CommMirror(LoggingConfigurable):
         Whatever the kernel did before (comms opened before the server watched it, or in
         the moment the subscription took) is learnt from the kernel itself.
         """
-        if kernel_id in self.watchers or kernel_id not in self.kernel_manager:
+        if kernel_id in self.watchers or kernel_id not in self.kernels:
             return
-        km = self.kernel_manager.get_kernel(kernel_id)
+        km = self.kernels.track(kernel_id)
+        watcher: KernelWatcher
         if is_remote(km):
-            watcher: KernelWatcher | GatewayKernelWatcher = GatewayKernelWatcher(
-                kernel_id, km, self.kernel_sent, self._kernel_problem, self.pack
+            watcher = GatewayKernelWatcher(
+                kernel_id,
+                km,
+                self.kernel_sent,
+                self._kernel_problem,
+                self.log,
+                self.pack,
+                on_reconnect=self._first_contact,
             )
         else:
-            watcher = KernelWatcher(
-                kernel_id, km, self.iopub_topics, self.kernel_sent, self._kernel_problem
+            watcher = IOPubWatcher(
+                kernel_id, km, self.kernel_sent, self._kernel_problem, self.log, self.iopub_topics
             )
         self.watchers[kernel_id] = watcher
         self.registry.add_kernel(kernel_id)
-        callbacks = {
-            "restart": lambda: self.kernel_restarted(kernel_id),
-            "dead": lambda: self.forget_kernel(kernel_id, "died"),
-        }
-        for event, callback in callbacks.items():
-            km.add_restart_callback(callback, event)
-        self._restart_callbacks[kernel_id] = (km, callbacks)
         self._first_contact(kernel_id)
 
     def _first_contact(self, kernel_id: str) -> None:
@@ -232,85 +177,70 @@ class CommMirror(LoggingConfigurable):
             await self.watchers[kernel_id].subscribed(self.reconcile_timeout)
             await self.reconcile(kernel_id)
 
+        previous = self._reconciles.pop(kernel_id, None)
+        if previous is not None:
+            previous.cancel()
         self._reconciles[kernel_id] = asyncio.ensure_future(first_contact())
 
     def _kernel_problem(self, kernel_id: str, error: Exception) -> None:
         self.problems.warning(
-            f"iopub:{kernel_id}", "Unreadable comm message from kernel %s: %r", kernel_id, error
+            "iopub",
+            kernel_id,
+            "Unreadable comm message from kernel %s: %r",
+            kernel_id,
+            error,
+            exc=None if isinstance(error, MalformedMessage) else error,
         )
 
-    def kernel_restarted(self, kernel_id: str) -> None:
-        """A restarted kernel has forgotten all its comms."""
+    def kernel_restarted(self, kernel_id: str, reconnect: bool) -> None:
+        """A restarted kernel has forgotten all its comms (and may listen on new ports)."""
         for record in self.registry.close_kernel(kernel_id, reg.KERNEL_RESTARTED):
             self.emit("closed", record, reason=reg.KERNEL_RESTARTED)
+        watcher = self.watchers.get(kernel_id)
+        if reconnect and watcher is not None:
+            watcher.connect()
+            self._first_contact(kernel_id)
 
     def forget_kernel(self, kernel_id: str, reason: str) -> None:
         """A kernel is gone: drop its watcher and every record of it."""
         watcher = self.watchers.pop(kernel_id, None)
         if watcher is not None:
             watcher.close()
-        km, callbacks = self._restart_callbacks.pop(kernel_id, (None, {}))
-        for event, callback in callbacks.items():
-            km.remove_restart_callback(callback, event)
+        self.kernels.untrack(kernel_id)
         task = self._reconciles.pop(kernel_id, None)
         if task is not None:
             task.cancel()
         self.connections.pop(kernel_id, None)
+        self.problems.forget(kernel_id)
         if kernel_id in self.registry.kernels():
             self.registry.remove_kernel(kernel_id)
             self.emit_event({"action": "kernel_gone", "kernel_id": kernel_id, "reason": reason})
 
     def sync_kernels(self) -> None:
         """Watch every running kernel and forget the ones that went away unnoticed."""
-        running = set(self.kernel_manager.list_kernel_ids())
-        for kernel_id in running:
-            self.ensure_watched(kernel_id)
-        for kernel_id in set(self.watchers) - running:
-            self.forget_kernel(kernel_id, "died")
-
-    async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict) -> None:
-        if data.get("status") != "success":
-            return
-        kernel_id, action = data.get("kernel_id"), data.get("action")
-        if action == "start":
-            await self._wait_registered(kernel_id)
-            self.ensure_watched(kernel_id)
-        elif action == "restart":
-            self.kernel_restarted(kernel_id)
-            watcher = self.watchers.get(kernel_id)
-            if watcher is not None:
-                watcher.connect()
-                self._first_contact(kernel_id)
-        elif action == "shutdown":
-            self.forget_kernel(kernel_id, "shutdown")
-
-    async def _wait_registered(self, kernel_id: str) -> None:
-        """Wait (bounded) until a starting kernel is in the kernel manager.
-
-        The start event fires before the kernel manager lists the kernel (it does once the
-        kernel is ready); watching must begin then, before any code can open a comm.
-        """
-        deadline = time.monotonic() + self.kernel_manager.kernel_info_timeout
-        while kernel_id not in self.kernel_manager and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        self.kernels.sync()
 
     # -- reconcile ---------------------------------------------------------------------
 
     async def refresh(self, kernel_ids: list[str] | None = None) -> dict[str, str]:
-        """Reconcile kernels with what they report; returns errors by kernel id."""
+        """Reconcile kernels with what they report; returns why, by kernel id, for those
+        that could not be asked."""
         self.sync_kernels()
         kernel_ids = list(self.watchers) if kernel_ids is None else kernel_ids
         results = await asyncio.gather(*(self.reconcile(k) for k in kernel_ids))
         return {k: err for k, err in zip(kernel_ids, results, strict=True) if err}
 
     async def reconcile(self, kernel_id: str) -> str | None:
-        """Ask one kernel for its comms and merge the answer; an error message, or None."""
+        """Ask one kernel for its comms and merge the answer; why it failed, or None."""
+        watcher = self.watchers.get(kernel_id)
+        if watcher is None:
+            return "the kernel is not running"
         try:
-            info = await self.watchers[kernel_id].comm_info(self.reconcile_timeout)
-        except (KernelUnreachable, KeyError, RuntimeError) as e:
+            info = await watcher.comm_info(self.reconcile_timeout)
+        except KernelUnreachable as e:
             self.log.info("Could not reconcile comms of kernel %s: %s", kernel_id, e)
             return str(e) or type(e).__name__
-        if kernel_id in self.watchers:
+        if self.watchers.get(kernel_id) is watcher:
             km = self.kernel_manager.get_kernel(kernel_id)
             self.merge(kernel_id, info, idle=getattr(km, "execution_state", None) == "idle")
         return None
@@ -341,13 +271,15 @@ class CommMirror(LoggingConfigurable):
 
         The record is closed first, before any await, so a concurrent request finds it
         closed.  Then the kernel gets `comm_close` on its main shell (so its on_close
-        callbacks run) and every connected frontend gets one on IOPub in the kernel's name.
+        callbacks run) and every connected frontend gets one on IOPub in the kernel's name
+        (but for an orphan: every frontend already closed it, and would log an unknown comm).
         """
         kernel_id, comm_id = record.kernel_id, record.comm_id
-        if kernel_id not in self.kernel_manager:
+        if kernel_id not in self.kernels:
             self.forget_kernel(kernel_id, "died")
             return False
         self.ensure_watched(kernel_id)
+        orphan = record.status == "orphaned"
         self.registry.close(record, reason, closed_by=username)
         record.kernel_told = True
         self.emit(
@@ -358,13 +290,15 @@ class CommMirror(LoggingConfigurable):
         )
         try:
             self.watchers[kernel_id].send_comm_close(comm_id)
-        except Exception as e:  # a kernel dying under us: the mirror is already right
-            self.log.warning("Could not send comm_close to kernel %s: %r", kernel_id, e)
+        except KernelUnreachable as e:  # a kernel dying under us: the mirror is already right
+            self.log.warning("Could not send comm_close to kernel %s: %s", kernel_id, e)
+        if orphan:
+            return True
         msg = comm_close_for_frontends(await self.kernel_session(kernel_id), comm_id)
         for connection in list(self.connections.get(kernel_id, ())):
             try:
                 write_to_frontend(connection, msg, self.pack)
-            except Exception as e:
+            except Exception as e:  # a websocket closing under us
                 self.log.warning("Could not tell a frontend of kernel %s: %r", kernel_id, e)
         return True
 
@@ -375,7 +309,7 @@ class CommMirror(LoggingConfigurable):
             return watcher and watcher.kernel_session
         try:
             info = await watcher.comm_info(self.reconcile_timeout)
-        except (KernelUnreachable, RuntimeError) as e:
+        except KernelUnreachable as e:
             self.log.warning("Kernel %s did not tell its session id: %s", kernel_id, e)
             return None
         watcher.kernel_session = info.kernel_session
@@ -405,7 +339,4 @@ class CommMirror(LoggingConfigurable):
         self.watchers.clear()
         for task in self._reconciles.values():
             task.cancel()
-        if self.event_logger is not None:
-            self.event_logger.remove_listener(
-                schema_id=KERNEL_ACTIONS_SCHEMA, listener=self._on_kernel_action
-            )
+        self.kernels.close()

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 
+from .protocol import CommMessage
+
 #: Directions a comm message can travel, as used in the model's counters.
 TO_KERNEL = "to_kernel"
 FROM_KERNEL = "from_kernel"
@@ -27,8 +29,16 @@ KERNEL_RESTARTED = "kernel-restarted"
 FORCE_CLOSED = "force-closed"
 CULLED = "culled"
 
+CLOSE_REASONS = (CLOSED_BY_KERNEL, CLOSED_BY_FRONTEND, KERNEL_RESTARTED, FORCE_CLOSED, CULLED)
+
 STATUSES = ("open", "closed", "orphaned", "all")
 ORIGINS = ("kernel", "frontend", "unknown")
+
+#: What one comm message did to the mirror (see `CommRegistry.observe`).
+OPENED = "opened"
+CLOSED = "closed"
+#: the comm is new but its kernel is at `max_per_kernel`: it is not tracked
+CAPPED = "capped"
 
 
 @lru_cache(maxsize=4096)
@@ -140,12 +150,14 @@ class CommFilter:
 
     @property
     def is_empty(self) -> bool:
-        """True when nothing but the default status was asked for."""
+        """True when nothing narrows the match down (`status=orphaned` does: orphans are few
+        and every frontend already let go of them)."""
         return (
             self.kernel_id is None
             and self.target_name is None
             and self.origin is None
             and self.min_idle is None
+            and self.status != "orphaned"
         )
 
     def matches(self, record: CommRecord, now: float) -> bool:
@@ -196,6 +208,9 @@ class _Tally:
         }
 
 
+_EMPTY: dict[str, CommRecord] = {}
+
+
 def page(
     records: list[CommRecord], limit: int, after: tuple[float, str] | None
 ) -> tuple[list[CommRecord], tuple[float, str] | None]:
@@ -226,6 +241,11 @@ class CommRegistry:
         self.max_per_kernel = max_per_kernel
         self._live: dict[str, dict[str, CommRecord]] = {}
         self._closed: deque[CommRecord] = deque(maxlen=max_closed)
+        #: messages and bytes of the records forgotten so far, for `totals()`: counting per
+        #: message would cost the relay, summing when asked does not
+        self._forgotten = _Tally()
+        #: how many comms closed, by reason, since the server started
+        self.closes: dict[str, int] = dict.fromkeys(CLOSE_REASONS, 0)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -274,6 +294,15 @@ class CommRegistry:
     def __len__(self) -> int:
         return sum(len(comms) for comms in self._live.values())
 
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Messages and bytes of every comm message counted since the server started."""
+        tally = _Tally()
+        tally.merge(self._forgotten)
+        for record in self.records():
+            tally.add(record)
+        model = tally.to_model()
+        return {"messages": model["messages"], "bytes": model["bytes"]}
+
     def summary(self) -> dict:
         """Counts of the live (open and orphaned) comms, for aggregators: no per-comm models.
 
@@ -304,6 +333,59 @@ class CommRegistry:
 
     def add_kernel(self, kernel_id: str) -> None:
         self._live.setdefault(kernel_id, {})
+
+    def observe(
+        self,
+        kernel_id: str,
+        comm: CommMessage,
+        direction: str,
+        session_id: str | None = None,
+        now: float | None = None,
+    ) -> tuple[CommRecord | None, tuple[str, ...]]:
+        """Count one comm message; returns its record and what it did (OPENED, CLOSED, CAPPED).
+
+        The rules of a comm's life:
+        - a `comm_open` opens a record, its origin the side that sent it;
+        - a kernel talking on a comm we never saw open holds it: it predates us ("unknown");
+          a frontend's message on a comm we do not know is not tracked (the kernel ignores it);
+        - a `comm_open` arriving after a reconcile adopted the comm says who opened it;
+        - a `comm_close` closes the record, as closed by the side that sent it; one sent to
+          the kernel marks it told, so a kernel that still holds it later holds an orphan.
+        """
+        now = time.time() if now is None else now
+        record = self._live.get(kernel_id, _EMPTY).get(comm.comm_id)
+        actions: tuple[str, ...] = ()
+        if record is None:
+            if comm.msg_type != "comm_open" and direction == TO_KERNEL:
+                return None, ()
+            origin = "unknown"
+            if comm.msg_type == "comm_open":
+                origin = "kernel" if direction == FROM_KERNEL else "frontend"
+            record = self.open(
+                kernel_id,
+                comm.comm_id,
+                comm.target_name,
+                origin,
+                target_module=comm.target_module,
+                session_id=session_id,
+                now=now,
+            )
+            if record is None:
+                return None, (CAPPED,)
+            actions = (OPENED,)
+        elif comm.msg_type == "comm_open" and record.origin == "unknown":
+            record.origin = "kernel" if direction == FROM_KERNEL else "frontend"
+            record.target_module = comm.target_module
+        record.count(direction, comm.nbytes, now)
+        if comm.msg_type == "comm_close":
+            if direction == TO_KERNEL:
+                record.kernel_told = True
+                reason = CLOSED_BY_FRONTEND
+            else:
+                reason = CLOSED_BY_KERNEL
+            self.close(record, reason, now=now)
+            actions = (*actions, CLOSED)
+        return record, actions
 
     def open(
         self,
@@ -350,12 +432,15 @@ class CommRegistry:
         closed_by: str | None = None,
         now: float | None = None,
     ) -> None:
-        """Move a live record to the closed history."""
+        """Move a live record to the closed history (the oldest closed one may fall off)."""
         self._live.get(record.kernel_id, {}).pop(record.comm_id, None)
         record.status = "closed"
         record.closed_at = time.time() if now is None else now
         record.close_reason = reason
         record.closed_by = closed_by
+        self.closes[reason] = self.closes.get(reason, 0) + 1
+        if self._closed and len(self._closed) == self._closed.maxlen:
+            self._forgotten.add(self._closed[0])
         self._closed.append(record)
 
     def close_kernel(self, kernel_id: str, reason: str) -> list[CommRecord]:
@@ -369,8 +454,15 @@ class CommRegistry:
     def remove_kernel(self, kernel_id: str) -> list[CommRecord]:
         """Forget a kernel that is gone, its live comms and its history."""
         records = list(self._live.pop(kernel_id, {}).values())
+        for record in records:
+            self._forgotten.add(record)
         if any(r.kernel_id == kernel_id for r in self._closed):
-            kept = [r for r in self._closed if r.kernel_id != kernel_id]
+            kept = []
+            for record in self._closed:
+                if record.kernel_id == kernel_id:
+                    self._forgotten.add(record)
+                else:
+                    kept.append(record)
             self._closed.clear()
             self._closed.extend(kept)
         return records
@@ -384,34 +476,57 @@ class CommRegistry:
     ) -> tuple[list[CommRecord], list[CommRecord]]:
         """Fold a kernel's `comm_info_reply` in; returns (opened, closed) records.
 
-        - a reported comm we do not track is added (origin as the kernel says, if it
-          says, else "unknown"), unless it closed since we asked (the reply is older than
-          the close) or the kernel was told to close it: then it becomes an orphan once
-          the kernel, idle since `orphan_before`, still holds it (every frontend thinks
-          it gone), and is left alone before (the close may sit unread in the shell queue);
-        - a tracked comm the kernel no longer reports is closed, unless a frontend opened
-          it after we asked or it may still sit unread in the kernel's shell queue.
+        `asked_at` is when the kernel was asked; `orphan_before`, for a kernel idle when it
+        answered, the latest close it must have read by then (None for a busy kernel: its
+        shell queue may still hold any close).
         """
         live = self._live.setdefault(kernel_id, {})
-        opened: list[CommRecord] = []
-        closed: list[CommRecord] = []
         unseen = [comm_id for comm_id in reported if comm_id not in live]
-        was_closed: dict[str, CommRecord] = {}
-        if unseen:  # the latest closed record of each comm of this kernel (history is bounded)
-            was_closed = {r.comm_id: r for r in self._closed if r.kernel_id == kernel_id}
+        opened = self._merge_reported(kernel_id, unseen, reported, asked_at, orphan_before)
+        return opened, self._merge_gone(live, reported, asked_at)
+
+    def _merge_reported(
+        self,
+        kernel_id: str,
+        unseen: list[str],
+        reported: dict[str, dict],
+        asked_at: float,
+        orphan_before: float | None,
+    ) -> list[CommRecord]:
+        """Comms the kernel holds that are not live here.
+
+        Each is adopted (origin as the kernel says, if it says, else "unknown"), unless it
+        closed since we asked (the reply is older than the close), or the kernel was told
+        to close it: then it becomes an orphan once the kernel, idle since `orphan_before`,
+        still holds it (every frontend thinks it gone), and is left alone before that (the
+        close may sit unread in the shell queue).
+        """
+        if not unseen:
+            return []
+        live = self._live[kernel_id]
+        # the latest closed record of each comm of this kernel (the history is bounded)
+        was_closed = {r.comm_id: r for r in self._closed if r.kernel_id == kernel_id}
+        opened: list[CommRecord] = []
         for comm_id in unseen:
             record = was_closed.get(comm_id)
-            if record is not None and (record.closed_at or 0.0) >= asked_at:
+            if record is None:
+                adopted = self._adopt(kernel_id, comm_id, reported[comm_id])
+                if adopted is not None:
+                    opened.append(adopted)
+            elif (record.closed_at or 0.0) >= asked_at or not record.kernel_told:
                 continue
-            if record is not None and record.kernel_told:
-                if orphan_before is not None and (record.closed_at or 0.0) <= orphan_before:
-                    self._closed.remove(record)
-                    record.status = "orphaned"
-                    live[comm_id] = record
-                continue
-            record = self._adopt(kernel_id, comm_id, reported[comm_id])
-            if record is not None:
-                opened.append(record)
+            elif orphan_before is not None and (record.closed_at or 0.0) <= orphan_before:
+                self._closed.remove(record)
+                record.status = "orphaned"
+                live[comm_id] = record
+        return opened
+
+    def _merge_gone(
+        self, live: dict[str, CommRecord], reported: dict[str, dict], asked_at: float
+    ) -> list[CommRecord]:
+        """Live comms the kernel no longer holds: closed, unless they opened after we asked
+        or a frontend opened them (its comm_open may still sit unread in the shell queue)."""
+        closed: list[CommRecord] = []
         for record in list(live.values()):
             if record.comm_id in reported or record.opened_at >= asked_at:
                 continue
@@ -422,7 +537,7 @@ class CommRegistry:
             else:
                 continue
             closed.append(record)
-        return opened, closed
+        return closed
 
     def _adopt(self, kernel_id: str, comm_id: str, info: dict) -> CommRecord | None:
         """Track a comm first heard of from the kernel itself."""

@@ -9,46 +9,74 @@ and never raises into the relay: an error inside it is logged (rate-limited) and
 from __future__ import annotations
 
 import socket
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tornado.ioloop import IOLoop
+from traitlets import Bool, Float, Instance
+from traitlets.config import LoggingConfigurable
 
 from . import protocol
-from .protocol import V1_SUBPROTOCOL, BadFraming, MalformedMessage
-
-if TYPE_CHECKING:
-    from .mirror import CommMirror
+from .problems import RateLimitedLog
+from .protocol import V1_SUBPROTOCOL, BadFraming, InvalidUnicode, MalformedMessage
 
 
-class RateLimitedLog:
-    """Log a kind of problem at most once per `interval` seconds, counting the rest.
+class CommTap(LoggingConfigurable):
+    """What the tap does to the kernel websocket path, besides mirroring it."""
 
-    One client sending garbage in a loop must not flood the server log.
-    """
+    guard = Bool(
+        True,
+        config=True,
+        help="""Refuse malformed client frames before jupyter_server parses them: v1 frames
+        whose offset table does not fit the frame (which make the stock parser loop until
+        memory runs out), legacy binary frames with an impossible buffer count (a 2 GB
+        allocation), and comm messages whose ids are not valid Unicode (which stall
+        ipykernel). Valid traffic is untouched.""",
+    )
 
-    def __init__(self, log: Any, interval: float = 10.0) -> None:
-        self.log = log
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+    websocket_nodelay = Bool(
+        True,
+        config=True,
+        help="""Do not let kernel websocket frames wait for the frontend's ACK.
+        With Nagle's algorithm on, when a kernel answers a frontend with several messages
+        (status busy, the reply or comm echo, status idle), the second small frame waits
+        until the frontend ACKs the first, and the frontend delays that ACK (40 ms on
+        Linux): a widget's comm round trip then takes ~45 ms instead of ~3 ms. Browsers
+        cannot change their ACK timing, so the server must not wait for it.
+        See `websocket_push_interval` for how.""",
+    )
 
-    def warning(self, key: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -self.interval) < self.interval:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        suppressed = self._suppressed.pop(key, 0)
-        self._last[key] = now
-        if suppressed:
-            msg += f" ({suppressed} similar messages suppressed)"
-        self.log.warning(msg, *args)
+    websocket_push_interval = Float(
+        0.001,
+        config=True,
+        help="""With `websocket_nodelay`: once a websocket's frames stop for this many
+        seconds, push out what Nagle's algorithm still holds. Frames written together still
+        leave together, and a flood is left to Nagle (less CPU than one segment per frame).
+        0 sets TCP_NODELAY instead: every frame leaves at once, as its own segment.""",
+    )
+
+    mirror = Instance("jupyter_comm_ext.mirror.CommMirror")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.problems = RateLimitedLog(self.log)
+        #: client frames dropped by the guard since the server started
+        self.refused_frames = 0
+
+    def refuses(self, error: MalformedMessage) -> bool:
+        """Whether a frame must be dropped rather than handed to the stock relay."""
+        return self.guard and isinstance(error, (BadFraming, InvalidUnicode))
+
+    def connection_class(self, cls: type) -> type:
+        """A subclass of `cls` (a kernel websocket connection class) that goes through this tap."""
+        if issubclass(cls, TapMixin):
+            return cls
+        return type(f"CommTapped{cls.__name__}", (TapMixin, cls), {"comm_tap": self})
 
 
 class TapMixin:
     """Mixed in front of a kernel websocket connection class by `tap_connection_class`."""
 
-    comm_mirror: CommMirror  # set on the generated class
+    comm_tap: CommTap  # set on the generated class
 
     kernel_id: str
     session_id: str | None
@@ -70,55 +98,63 @@ class TapMixin:
     _loop: Any = None
 
     def connect(self) -> Any:
-        mirror = self.comm_mirror
-        mirror.add_connection(self)
+        tap = self.comm_tap
+        tap.mirror.add_connection(self)
         self._loop = IOLoop.current()
-        self._push_interval = mirror.websocket_push_interval if mirror.websocket_nodelay else 0
-        if mirror.websocket_nodelay and not self._push_interval:
+        self._push_interval = tap.websocket_push_interval if tap.websocket_nodelay else 0
+        if tap.websocket_nodelay and not self._push_interval:
             self._set_nodelay()
-        return self.comm_mirror.when_watched(self.kernel_id, super().connect())  # type: ignore[misc]
+        return tap.mirror.when_watched(self.kernel_id, super().connect())  # type: ignore[misc]
 
     def _set_nodelay(self) -> None:
-        """Send each websocket frame at once (see `CommMirror.websocket_nodelay`)."""
+        """Send each websocket frame at once (see `CommTap.websocket_nodelay`)."""
         try:
             self.websocket_handler.set_nodelay(True)
         except Exception as e:  # no open websocket (yet): leave the socket as it is
-            self.comm_mirror.problems.warning("nodelay", "Could not set TCP_NODELAY: %r", e)
+            self.comm_tap.problems.warning(
+                "nodelay", self.kernel_id, "Could not set TCP_NODELAY: %r", e, exc=e
+            )
 
     def disconnect(self) -> Any:
-        self.comm_mirror.remove_connection(self)
+        self.comm_tap.mirror.remove_connection(self)
         return super().disconnect()  # type: ignore[misc]
 
     def handle_incoming_message(self, incoming_msg: str | bytes) -> None:
         """Peek at a frontend's frame, relay it, then mirror it if the relay took it."""
-        mirror = self.comm_mirror
+        tap = self.comm_tap
         try:
             channel, comm = self._read_incoming(incoming_msg)
         except Exception as e:  # malformed, or a reader bug: neither may cost the frame
-            if isinstance(e, MalformedMessage) and mirror.refuses(e):
-                mirror.problems.warning(
-                    f"refused:{self.kernel_id}",
+            if isinstance(e, MalformedMessage) and tap.refuses(e):
+                tap.refused_frames += 1
+                tap.problems.warning(
+                    "refused",
+                    self.kernel_id,
                     "Refused a malformed frame from session %s to kernel %s: %s",
                     self.session_id,
                     self.kernel_id,
                     e,
                 )
                 return
-            mirror.problems.warning(
-                f"unread:{self.kernel_id}",
+            tap.problems.warning(
+                "unread",
+                self.kernel_id,
                 "Relayed a frame the comm mirror cannot read (session %s, kernel %s): %s",
                 self.session_id,
                 self.kernel_id,
                 e,
+                exc=None if isinstance(e, MalformedMessage) else e,
             )
             channel, comm = None, None
         try:
             super().handle_incoming_message(incoming_msg)  # type: ignore[misc]
         except Exception as e:
             # Stock relays raise on frames they cannot parse, and tornado then drops the
-            # websocket: one bad frame would cost the user their connection.
-            mirror.problems.warning(
-                f"relay:{self.kernel_id}",
+            # websocket: one bad frame would cost the user their connection.  What stock
+            # raises is about the frame, not a bug of ours: one line, no traceback.
+            tap.problems.warning(
+                "relay",
+                self.kernel_id,
                 "Dropped a frame the kernel relay could not handle (session %s, kernel %s): %r",
                 self.session_id,
                 self.kernel_id,
@@ -127,13 +163,15 @@ class TapMixin:
             return
         if comm is not None and channel in (None, "shell"):
             try:
-                mirror.frontend_sent(self, comm)
+                tap.mirror.frontend_sent(self, comm)
             except Exception as e:  # the frame is relayed; a mirror bug must not drop the websocket
-                mirror.problems.warning(
-                    f"mirror:{self.kernel_id}",
+                tap.problems.warning(
+                    "mirror",
+                    self.kernel_id,
                     "Could not mirror a comm message to kernel %s: %r",
                     self.kernel_id,
                     e,
+                    exc=e,
                 )
 
     def _read_incoming(self, frame: str | bytes) -> tuple[str | None, protocol.CommMessage | None]:
@@ -141,7 +179,7 @@ class TapMixin:
             if not isinstance(frame, bytes):
                 raise BadFraming("text frame on the v1 binary protocol")
             return protocol.from_ws_v1(frame, protocol.v1_offsets(frame))
-        return protocol.from_ws_legacy(frame, self.comm_mirror.pack)
+        return protocol.from_ws_legacy(frame, self.comm_tap.mirror.pack)
 
     def handle_outgoing_message(self, *args: Any) -> None:
         """Relay a kernel message; a malformed one must not kill the ZMQ stream callback.
@@ -153,8 +191,9 @@ class TapMixin:
         try:
             super().handle_outgoing_message(*args)  # type: ignore[misc]
         except Exception as e:
-            self.comm_mirror.problems.warning(
-                f"outgoing:{self.kernel_id}",
+            self.comm_tap.problems.warning(
+                "outgoing",
+                self.kernel_id,
                 "Dropped a malformed message from kernel %s: %r",
                 self.kernel_id,
                 e,
@@ -167,7 +206,7 @@ class TapMixin:
     def _push(self) -> None:
         """Send what Nagle's algorithm holds once the frames stop: setting TCP_NODELAY pushes
         pending segments, clearing it again lets the next frames coalesce (see
-        `CommMirror.websocket_nodelay`).  While frames keep coming, Nagle is left to pack them.
+        `CommTap.websocket_nodelay`).  While frames keep coming, Nagle is left to pack them.
         """
         quiet = self._loop.time() - self._last_write
         if quiet < self._push_interval:
@@ -183,10 +222,3 @@ class TapMixin:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
         except OSError:
             pass
-
-
-def tap_connection_class(cls: type, mirror: CommMirror) -> type:
-    """A subclass of `cls` that mirrors comm traffic into `mirror`."""
-    if issubclass(cls, TapMixin):
-        return cls
-    return type(f"CommTapped{cls.__name__}", (TapMixin, cls), {"comm_mirror": mirror})

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from helpers import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM, ServerProcess, wait_for
+from helpers import (
+    KERNEL_SAW_CLOSE,
+    OPEN_WATCHED_COMM,
+    ServerProcess,
+    captured,
+    extension,
+    wait_for,
+)
 from jupyter_server.gateway.gateway_client import GatewayClient
 from wsclient import KernelWS, comm_msgs
 
@@ -55,3 +62,28 @@ async def test_remote_kernel_comms_are_mirrored_and_closed(
 
 async def _from_kernel(fetch_json, comm_id, n):
     return (await fetch_json("api", "comms", comm_id))["messages"]["from_kernel"] == n
+
+
+async def test_watcher_reconnects_when_its_websocket_closes(
+    jp_serverapp, fetch_json, jp_ws_fetch, start_kernel
+):
+    kernel_id = await start_kernel()
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "legacy")
+    await ws.execute("from comm import create_comm\nfirst = create_comm(target_name='one')")
+    await wait_for(lambda: _targets(fetch_json, ["one"]), what="first comm mirrored")
+    watcher = extension(jp_serverapp).mirror.watchers[kernel_id]
+    with captured(jp_serverapp) as records:
+        watcher._ws.close()  # as when the gateway or a proxy between drops it
+        # opened while the watcher has no websocket: learnt by the reconcile that follows
+        await ws.execute("second = create_comm(target_name='two')")
+        await wait_for(lambda: _targets(fetch_json, ["one", "two"]), what="reconciled")
+    assert any("closed; reconnecting" in r.getMessage() for r in records)
+    await ws.execute("third = create_comm(target_name='three')")  # followed live again
+    await wait_for(lambda: _targets(fetch_json, ["one", "three", "two"]), what="live again")
+    three = next(m for m in await fetch_json("api", "comms") if m["target_name"] == "three")
+    assert three["origin"] == "kernel"
+    ws.close()
+
+
+async def _targets(fetch_json, names):
+    return sorted(m["target_name"] for m in await fetch_json("api", "comms")) == names

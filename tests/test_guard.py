@@ -36,9 +36,7 @@ import logging
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers import (
@@ -47,7 +45,9 @@ from helpers import (
     PROMPT,
     ServerProcess,
     TolerantWS,
+    captured,
     legacy_frames,
+    upstream_fixed,
     v1_frames,
     wait_for,
 )
@@ -141,22 +141,6 @@ def counted(models: list[dict], comm_id: str, to_kernel: int, from_kernel: int) 
     return None
 
 
-@contextmanager
-def captured(serverapp: Any) -> Iterator[list[logging.LogRecord]]:
-    """What the server and the extension log meanwhile (their logs do not reach root)."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    loggers = {serverapp.log, serverapp.web_app.settings["comm_mirror"].log}
-    for logger in loggers:
-        logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
-
-
 def messages(records: list[logging.LogRecord]) -> list[str]:
     return [r.getMessage() for r in records]
 
@@ -200,7 +184,7 @@ def guard() -> bool:
 
 @pytest.fixture
 def jp_server_config(jp_server_config: Config, guard: bool) -> Config:
-    jp_server_config["CommMirror"]["guard"] = guard
+    jp_server_config["CommTap"]["guard"] = guard
     return jp_server_config
 
 
@@ -291,10 +275,10 @@ async def test_stock_v1_huge_offset_count_hangs_the_server(fresh_stock_server):
     rss_before = server.rss_mb()
     await ws.write(u64(2**63) + bytes(24))
     deadline = time.monotonic() + 20
-    while server.rss_mb() - rss_before < 50:  # memory grows (until MemoryError) ...
-        assert time.monotonic() < deadline, "memory did not grow"
-        # ... while the event loop is blocked: nothing answers
-        assert not await server.status_answers(timeout=1.0)
+    # memory grows (until MemoryError) while the event loop is blocked: nothing answers
+    while server.rss_mb() - rss_before < 50:
+        if time.monotonic() > deadline or await server.status_answers(timeout=1.0):
+            upstream_fixed("a v1 frame claiming 2**63 offsets blocks the server")
 
 
 async def test_stock_legacy_huge_buffer_count_asks_for_gigabytes(stock_server):
@@ -305,10 +289,11 @@ async def test_stock_legacy_huge_buffer_count_asks_for_gigabytes(stock_server):
     mark = server.log_mark()
     await ws.write(u32(2**31 - 1) + bytes(8))
     # a 2 GB format string: past the cap, so MemoryError, and the websocket is dropped
-    assert await dropped(ws)
+    was_dropped = await dropped(ws)
     log = server.log_since(mark)
-    assert "MemoryError" in log and "deserialize_binary_message" in log, log
     await server.shutdown_kernel(kernel_id)
+    if not (was_dropped and "MemoryError" in log and "deserialize_binary_message" in log):
+        upstream_fixed("a legacy frame claiming 2**31-1 buffers makes the server allocate 2 GB")
 
 
 # -- generated frames --------------------------------------------------------------------
@@ -438,9 +423,15 @@ async def test_stock_malformed_kernel_message_silences_iopub(stock_server):
         silenced[case] = {p for p, ok in zip(frontends, arrived, strict=True) if not ok}
         for ws in frontends.values():
             ws.close()
-    assert silenced == STOCK_SILENCED
-    assert "Uncaught exception in zmqstream callback" in server.log()
     await server.shutdown_kernel(kernel_id)
+    # a case stock no longer silences is news to report; one it newly silences is a change
+    # of stock this file must document
+    for case, protocols in STOCK_SILENCED.items():
+        assert silenced[case] <= protocols, (case, silenced[case])
+    fixed = {case: p - silenced[case] for case, p in STOCK_SILENCED.items() if p - silenced[case]}
+    if fixed:
+        upstream_fixed(f"malformed kernel messages silence the IOPub relay, except {fixed}")
+    assert "Uncaught exception in zmqstream callback" in server.log()
 
 
 # -- case 4: comm ids that are not valid Unicode -----------------------------------------
@@ -482,9 +473,11 @@ async def test_stock_lone_surrogate_comm_id_mutes_the_kernel(stock_server):
     ws = await server.connect(kernel_id, "v1")
     await ws.run("1", timeout=30)
     await ws.send("comm_msg", {"comm_id": "\ud800", "data": {}})
-    with pytest.raises(TimeoutError):
+    try:
         await ws.run("1", timeout=PROMPT)
-    # not shut down: the kernel is stuck; the fixture kills it with the server
+    except TimeoutError:
+        return  # not shut down: the kernel is stuck; the fixture kills it with the server
+    upstream_fixed("a comm_msg whose comm_id is a lone surrogate stalls ipykernel")
 
 
 # -- case 5: non-UTF-8 bytes in a URL path -----------------------------------------------
@@ -517,8 +510,11 @@ async def test_stock_non_utf8_path_is_an_empty_400_with_tracebacks(stock_server)
     for path in ("/api/comms/%FF%FE", "/api/kernels/%FF%FE"):
         mark = server.log_mark()
         response = await server.fetch(path)
+        try:
+            await wait_for(lambda mark=mark: "Traceback" in server.log_since(mark), timeout=PROMPT)
+        except TimeoutError:
+            upstream_fixed(f"{path} logs a traceback")
         assert (response.code, response.body) == (400, b"")
-        await wait_for(lambda mark=mark: "Traceback" in server.log_since(mark), timeout=PROMPT)
         assert "Uncaught exception in write_error" in server.log_since(mark)
 
 
@@ -530,8 +526,8 @@ async def test_stock_non_utf8_path_is_an_empty_400_with_tracebacks(stock_server)
 async def test_guard_trait_decides_who_sees_a_bad_frame(
     jp_serverapp, jp_ws_fetch, start_kernel, guard, protocol
 ):
-    mirror = jp_serverapp.web_app.settings["comm_mirror"]
-    assert mirror.guard is guard  # CommMirror.guard from the server config
+    tap = jp_serverapp.web_app.settings["comm_tap"]
+    assert tap.guard is guard  # CommTap.guard from the server config
     kernel_id = await start_kernel()
     ws = await KernelWS.connect(jp_ws_fetch, kernel_id, protocol)
     await ws.execute("1")

@@ -45,7 +45,7 @@ class TestNodelayForGood:
     @pytest.fixture
     def jp_server_config(self, jp_server_config: Config) -> Config:
         config = Config(jp_server_config)
-        config.CommMirror.websocket_push_interval = 0
+        config.CommTap.websocket_push_interval = 0
         return config
 
     async def test_push_interval_zero_sets_nodelay(self, jp_serverapp, jp_ws_fetch, start_kernel):
@@ -62,7 +62,7 @@ class TestNodelayOff:
     @pytest.fixture
     def jp_server_config(self, jp_server_config: Config) -> Config:
         config = Config(jp_server_config)
-        config.CommMirror.websocket_nodelay = False
+        config.CommTap.websocket_nodelay = False
         return config
 
     async def test_stock_behaviour_when_off(self, jp_serverapp, jp_ws_fetch, start_kernel):

@@ -247,4 +247,5 @@ def test_installing_enables_the_extension():
     )
     text = out.stdout + out.stderr
     assert "jupyter_comm_ext" in text and "enabled" in text.split("jupyter_comm_ext", 1)[1]
-    assert "jupyter_comm_ext 0.1.0 " in text and "OK" in text.split("jupyter_comm_ext 0.1.0")[1]
+    listed = f"jupyter_comm_ext {jupyter_comm_ext.__version__}"
+    assert f"{listed} " in text and "OK" in text.split(listed)[1]

@@ -9,6 +9,7 @@ under, so libzmq filters every other message out before it reaches the server.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,32 +17,28 @@ import zmq
 import zmq.asyncio
 from jupyter_client.connect import ConnectionFileMixin
 
-from .control import CommInfo, request_comm_info, send_comm_close
-from .protocol import CommMessage, from_zmq
+from ..control import CommInfo, request_comm_info, send_comm_close
+from ..protocol import CommMessage, from_zmq
+from .base import KernelUnreachable, KernelWatcher
 
 #: most messages handled per wake-up before yielding to the rest of the server
 BATCH = 500
 
 
-class KernelWatcher:
-    """Follows one kernel's comm messages on IOPub and hands them to `on_comm`."""
+class IOPubWatcher(KernelWatcher):
+    """Follows a local kernel's comm messages on a ZMQ subscription to its IOPub."""
 
     def __init__(
         self,
         kernel_id: str,
         kernel_manager: Any,
-        topics: Sequence[str],
         on_comm: Callable[[str, CommMessage], None],
         on_problem: Callable[[str, Exception], None],
+        log: logging.Logger | logging.LoggerAdapter,
+        topics: Sequence[str],
     ) -> None:
-        self.kernel_id = kernel_id
-        self.kernel_manager = kernel_manager
+        super().__init__(kernel_id, kernel_manager, on_comm, on_problem, log)
         self.topics = [t.encode() for t in topics]
-        self.on_comm = on_comm
-        self.on_problem = on_problem
-        #: the kernel's own Session id, learnt from its messages: a comm_close the server
-        #: sends to frontends on the kernel's behalf must carry it.
-        self.kernel_session: str | None = None
         self.socket: Any = None
         self._queued: Any = None
         self._reader: asyncio.Future | None = None
@@ -103,19 +100,25 @@ class KernelWatcher:
         try:
             comm = from_zmq(msg_list)
             if comm is not None:
-                if comm.session:
-                    self.kernel_session = comm.session
-                self.on_comm(self.kernel_id, comm)
+                self._seen(comm)
         except Exception as e:
             self.on_problem(self.kernel_id, e)
 
     async def comm_info(self, timeout: float) -> CommInfo:
-        """Ask the kernel which comms it holds."""
-        return await request_comm_info(self.kernel_manager, timeout)
+        """Ask the kernel which comms it holds (on control: a busy kernel answers)."""
+        try:
+            return await request_comm_info(self.kernel_manager, timeout)
+        except KernelUnreachable:
+            raise
+        except Exception as e:  # ZMQError, no connection info: a kernel going away
+            raise KernelUnreachable(f"cannot ask kernel {self.kernel_id}: {e!r}") from e
 
     def send_comm_close(self, comm_id: str) -> None:
-        """Tell the kernel a comm is closed."""
-        send_comm_close(self.kernel_manager, comm_id)
+        """Tell the kernel, on its main shell, that a comm is closed."""
+        try:
+            send_comm_close(self.kernel_manager, comm_id)
+        except Exception as e:
+            raise KernelUnreachable(f"cannot tell kernel {self.kernel_id}: {e!r}") from e
 
     def flush(self) -> int:
         """Handle the messages the socket already holds (at most `BATCH`), now."""

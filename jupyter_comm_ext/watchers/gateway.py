@@ -5,12 +5,15 @@ gateway's websocket.  So the watcher opens one websocket of its own per kernel, 
 jupyter_server's GatewayWebSocketConnection does, reads IOPub from it (every message, as
 JSON: the gateway cannot filter by topic, so non-comm messages cost a substring search),
 and uses it to ask and tell the kernel what the ZMQ watcher does over control and shell.
+When that websocket closes (the gateway restarted, a proxy timed it out) the watcher logs
+it, reconnects with a bounded backoff, and has the mirror reconcile what it missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +26,13 @@ from tornado.escape import url_escape
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from .control import CommInfo, KernelUnreachable, comm_info_from_reply
-from .protocol import CommMessage, from_ws_legacy
+from ..control import CommInfo, comm_info_from_reply
+from ..protocol import CommMessage, from_ws_legacy
+from .base import KernelUnreachable, KernelWatcher
+
+#: seconds before the first reconnection attempt, doubled after each failure up to the max
+RECONNECT_DELAY = 0.5
+RECONNECT_MAX_DELAY = 30.0
 
 
 def is_remote(kernel_manager: Any) -> bool:
@@ -34,7 +42,7 @@ def is_remote(kernel_manager: Any) -> bool:
     return isinstance(kernel_manager, GatewayKernelManager)
 
 
-class GatewayKernelWatcher:
+class GatewayKernelWatcher(KernelWatcher):
     """Follows one remote kernel's comm traffic over a websocket of its own."""
 
     def __init__(
@@ -43,15 +51,14 @@ class GatewayKernelWatcher:
         kernel_manager: Any,
         on_comm: Callable[[str, CommMessage], None],
         on_problem: Callable[[str, Exception], None],
+        log: logging.Logger | logging.LoggerAdapter,
         pack: Callable[[Any], bytes],
+        on_reconnect: Callable[[str], None],
     ) -> None:
-        self.kernel_id = kernel_id
-        self.kernel_manager = kernel_manager
-        self.on_comm = on_comm
-        self.on_problem = on_problem
+        super().__init__(kernel_id, kernel_manager, on_comm, on_problem, log)
         self.pack = pack
+        self.on_reconnect = on_reconnect
         self.session = Session(username="jupyter_comm_ext")
-        self.kernel_session: str | None = None
         self._ws: Any = None
         self._replies: dict[str, asyncio.Future] = {}
         self._task: asyncio.Task | None = None
@@ -64,19 +71,43 @@ class GatewayKernelWatcher:
         self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
+        """Keep a websocket to the kernel open, reconnecting (backing off) when it closes."""
+        delay = RECONNECT_DELAY
+        while True:
+            try:
+                self._ws = await self._open()
+            except Exception as e:
+                self.log.warning(
+                    "Cannot follow comms of remote kernel %s (retrying in %.1fs): %r",
+                    self.kernel_id,
+                    delay,
+                    e,
+                )
+            else:
+                delay = RECONNECT_DELAY
+                if self._connected.done():
+                    self.on_reconnect(self.kernel_id)
+                else:
+                    self._connected.set_result(True)
+                while (frame := await self._ws.read_message()) is not None:
+                    self._on_frame(frame)
+                self._ws = None
+                self._fail_replies("the websocket to the gateway closed")
+                self.log.warning(
+                    "The websocket to the gateway for kernel %s closed; reconnecting",
+                    self.kernel_id,
+                )
+            if not self._connected.done():
+                self._connected.set_result(False)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RECONNECT_MAX_DELAY)
+
+    async def _open(self) -> Any:
         gateway = GatewayClient.instance()
         url = url_path_join(
             gateway.ws_url or "", gateway.kernels_endpoint, url_escape(self.kernel_id), "channels"
         )
-        try:
-            self._ws = await websocket_connect(HTTPRequest(url, **gateway.load_connection_args()))
-        except Exception as e:
-            self.on_problem(self.kernel_id, e)
-            self._connected.set_result(False)
-            return
-        self._connected.set_result(True)
-        while (frame := await self._ws.read_message()) is not None:
-            self._on_frame(frame)
+        return await websocket_connect(HTTPRequest(url, **gateway.load_connection_args()))
 
     def _on_frame(self, frame: str | bytes) -> None:
         try:
@@ -85,9 +116,7 @@ class GatewayKernelWatcher:
                 return
             channel, comm = from_ws_legacy(frame, self.pack)
             if comm is not None and channel == "iopub":
-                if comm.session:
-                    self.kernel_session = comm.session
-                self.on_comm(self.kernel_id, comm)
+                self._seen(comm)
         except Exception as e:
             self.on_problem(self.kernel_id, e)
 
@@ -107,8 +136,17 @@ class GatewayKernelWatcher:
             raise KernelUnreachable(f"no websocket to the gateway for kernel {self.kernel_id}")
         msg = self.session.msg(msg_type, content)
         msg["channel"] = channel
-        self._ws.write_message(json.dumps(msg, default=json_default))
+        try:
+            self._ws.write_message(json.dumps(msg, default=json_default))
+        except Exception as e:  # WebSocketClosedError, StreamClosedError
+            raise KernelUnreachable(f"cannot reach remote kernel {self.kernel_id}: {e!r}") from e
         return msg
+
+    def _fail_replies(self, why: str) -> None:
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(KernelUnreachable(why))
+        self._replies.clear()
 
     async def comm_info(self, timeout: float) -> CommInfo:
         await self.subscribed(timeout)
@@ -126,8 +164,9 @@ class GatewayKernelWatcher:
     def send_comm_close(self, comm_id: str) -> None:
         self._send("shell", "comm_close", {"comm_id": comm_id, "data": {}})
 
-    def flush(self) -> None:
+    def flush(self) -> int:
         """Frames are handled as they arrive: nothing is held back."""
+        return 0
 
     def close(self) -> None:
         if self._ws is not None:
@@ -136,6 +175,4 @@ class GatewayKernelWatcher:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        for future in self._replies.values():
-            future.cancel()
-        self._replies.clear()
+        self._fail_replies(f"stopped watching kernel {self.kernel_id}")
