@@ -306,7 +306,7 @@ const CommRow = React.memo(function CommRow(props: IRowProps): JSX.Element {
           className="jp-CommsPanel-commLine jp-CommsPanel-times"
           title="Who opened it, how long ago, and how long since its last message"
         >
-          {`by ${comm.origin} · age ${age} · idle ${idle}`}
+          {`by ${comm.origin} · age\u00a0${age} · idle\u00a0${idle}`}
         </div>
         <div
           className="jp-CommsPanel-commLine jp-CommsPanel-traffic"
@@ -362,16 +362,15 @@ function traffic(arrow: string, messages: IEachWay, bytes: IEachWay, way: keyof 
  */
 function since(iso: string, now: number): string {
   const minutes = Math.max(0, (now - Date.parse(iso)) / 60_000);
-  if (minutes < 1) {
-    return '< 1 min';
-  }
-  if (minutes < 60) {
-    return `${Math.floor(minutes)} min`;
-  }
-  if (minutes < 24 * 60) {
-    return `${Math.floor(minutes / 60)} h`;
-  }
-  return `${Math.floor(minutes / 60 / 24)} d`;
+  const [n, unit] =
+    minutes < 1
+      ? ['<\u00a01', 'min']
+      : minutes < 60
+        ? [Math.floor(minutes), 'min']
+        : minutes < 24 * 60
+          ? [Math.floor(minutes / 60), 'h']
+          : [Math.floor(minutes / 60 / 24), 'd'];
+  return `${n}\u00a0${unit}`; // no line break inside "< 1 min"
 }
 
 function size(bytes: number): string {
