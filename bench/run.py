@@ -39,6 +39,7 @@ FULL = {
     "rt_n": 500,
     "browser_rounds": 2,
     "browser_n": 200,
+    "fanout": {"frontends": [10, 50], "n": 2000},
     "api": {"kernels": 20, "comms": 10_000, "requests": 30, "busy_seconds": 5.0},
     "memory_sizes": [10_000, 100_000],
     "replay": {"n": 5000, "repeat": 5, "rounds": 3},
@@ -50,6 +51,7 @@ SMOKE = {
     "rt_n": 20,
     "browser_rounds": 1,
     "browser_n": 10,
+    "fanout": {"frontends": [3], "n": 50},
     "api": {"kernels": 2, "comms": 20, "requests": 5, "busy_seconds": 1.0},
     "memory_sizes": [1000],
     "replay": {"n": 200, "repeat": 1, "rounds": 1},
@@ -162,6 +164,29 @@ async def relay_rounds(run: RelayServers, cfg: dict, log: Any) -> dict:
     return raw
 
 
+async def fanout_rounds(run: RelayServers, cfg: dict, log: Any) -> dict:
+    """Many frontends on one kernel (v1 and legacy mixed, as a class would be), one server
+    at a time so each has the machine to itself; rounds rotate the order."""
+    main = ["stock", "ext", "stock_aa"]
+    sizes, n = cfg["fanout"]["frontends"], cfg["fanout"]["n"]
+    raw: dict = {str(k): {s: [] for s in main} for k in sizes}
+    for r in range(cfg["rounds"]):
+        for k in sizes:
+            for name in rotated(main, r):
+                run.close_clients()
+                server, kernel = run.servers[name], run.kernels[name]
+                clients = [
+                    await KernelClient.connect(server, kernel, PROTOCOLS[i % 2]) for i in range(k)
+                ]
+                try:
+                    raw[str(k)][name].append(await relay.fanout(server, clients, n, 600))
+                finally:
+                    for c in clients:
+                        c.close()
+        log(f"fan-out round {r + 1}/{cfg['rounds']} done")
+    return raw
+
+
 async def browser_rounds(run: RelayServers, cfg: dict, log: Any) -> dict:
     """Round trips as a browser sees them (no QUICKACK), with and without the push window."""
     browser = ["stock", "ext", "ext_nagle"]
@@ -185,6 +210,7 @@ async def run_relay(cfg: dict, code: str | None, log: Any) -> dict[str, Any]:
         pids = {s.pid for s in run.servers.values()}
         state_before = machine.others(pids)
         raw = await relay_rounds(run, cfg, log)
+        fraw = await fanout_rounds(run, cfg, log)
         braw = await browser_rounds(run, cfg, log)
         state_after = machine.others(pids)
     finally:
@@ -192,6 +218,8 @@ async def run_relay(cfg: dict, code: str | None, log: Any) -> dict[str, Any]:
     return {
         "raw": raw,
         "browser_raw": braw,
+        "fanout_raw": fraw,
+        "fanout": summarize_fanout(fraw),
         "summary": summarize_relay(raw),
         "browser": summarize_browser(braw),
         "machine_before": state_before,
@@ -215,6 +243,19 @@ def summarize_relay(raw: dict) -> dict:
                 per["ratio_aa"] = per["stock_aa"]["median"] / per["stock"]["median"]
                 entry[metric] = per
             out[f"{proto}/{case}"] = entry
+    return out
+
+
+def summarize_fanout(raw: dict) -> dict:
+    out: dict = {}
+    for k, by_server in raw.items():
+        entry: dict = {}
+        for metric in ("server_cpu_us_per_delivered", "delivered_per_s"):
+            per = {s: summarize([x[metric] for x in xs]) for s, xs in by_server.items()}
+            per["ratio_ext"] = per["ext"]["median"] / per["stock"]["median"]
+            per["ratio_aa"] = per["stock_aa"]["median"] / per["stock"]["median"]
+            entry[metric] = per
+        out[k] = entry
     return out
 
 
@@ -256,10 +297,14 @@ def tap_fractions(replay: dict, relay_summary: dict) -> dict:
         stock_rt = relay_summary[f"{proto}/roundtrip"]["server_cpu_us_per_roundtrip"]["stock"][
             "median"
         ]
-        # a round trip: one comm_msg in, the echo out (+ watcher), status busy and idle out
-        rt_tap = r["in_comm_us"] + r["out_comm_us"] + 2 * r["out_other_us"]
+        # a round trip: one comm_msg in, the echo out (counted by the frontend's connection),
+        # status busy and idle out
+        rt_tap = r["in_comm_us"] + r["out_comm_us"] + 2 * r["out_counted_other_us"]
         out[proto] = {
-            "non_comm_out": {"tap_us": r["out_other_us"], "stock_server_cpu_us": stock_stream},
+            "non_comm_out": {
+                "tap_us": r["out_counted_other_us"],
+                "stock_server_cpu_us": stock_stream,
+            },
             "comm_out": {"tap_us": r["out_comm_us"], "stock_server_cpu_us": stock_comm},
             "comm_roundtrip": {"tap_us": rt_tap, "stock_server_cpu_us": stock_rt},
         }
@@ -279,7 +324,7 @@ def spread(s: dict, fmt: str = "{:,.0f}") -> str:
     return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
 
 
-def print_table(report: dict) -> None:
+def print_relay(report: dict) -> None:
     p = print
     m = report["machine"]
     p(
@@ -305,6 +350,15 @@ def print_table(report: dict) -> None:
                 f"{spread(per['ext'], fmt):>24}{pct(per['ratio_ext']):>9}{pct(per['ratio_aa']):>9}"
             )
     p("   (round trips here with a client that sets TCP_QUICKACK: the relay's own latency)")
+    p("\n1c. many frontends on one kernel, comm flood: per delivered message")
+    for k, entry in report["relay"]["fanout"].items():
+        for metric, per in entry.items():
+            label = {"server_cpu_us_per_delivered": "srv CPU us", "delivered_per_s": "deliv/s"}
+            p(
+                f"{k + ' frontends':<18}{label[metric]:<14}{spread(per['stock'], '{:,.1f}'):>24}"
+                f"{spread(per['ext'], '{:,.1f}'):>24}{pct(per['ratio_ext']):>9}"
+                f"{pct(per['ratio_aa']):>9}"
+            )
     p("\n1d. the tap alone, replayed real traffic: us per message / stock server CPU per message")
     for proto, entry in report["tap_fractions"].items():
         for case, v in entry.items():
@@ -312,6 +366,10 @@ def print_table(report: dict) -> None:
                 f"{proto:<8}{case:<16}{v['tap_us']:>8.2f} us / {v['stock_server_cpu_us']:>7.0f} us"
                 f" = {v['fraction'] * 100:.2f}%"
             )
+
+
+def print_rest(report: dict) -> None:
+    p = print
     api = report["api"]
     p(f"\n2. GET /api/comms, {api['comms']} comms over {api['kernels']} kernels")
     keys = ("get_api_comms_idle", "get_api_comms_one_kernel_busy", "comm_info_request_all_idle")
@@ -343,6 +401,11 @@ def print_table(report: dict) -> None:
         )
     before, after = (report["relay"][k]["loadavg"] for k in ("machine_before", "machine_after"))
     p(f"\nelapsed {report['elapsed_s']:.0f} s; load average before/after relay: {before} / {after}")
+
+
+def print_table(report: dict) -> None:
+    print_relay(report)
+    print_rest(report)
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from jupyter_server.extension.application import ExtensionApp
 
 from .culler import CommCuller
 from .handlers import handlers
+from .metrics import CommMetrics
 from .mirror import CommMirror
 from .page import page_handlers
 from .tap import CommTap
@@ -21,7 +22,7 @@ class CommExtensionApp(ExtensionApp):
 
     name = "jupyter_comm_ext"
     load_other_extensions = True
-    classes: ClassVar[list[type]] = [CommMirror, CommTap, CommCuller]
+    classes: ClassVar[list[type]] = [CommMirror, CommTap, CommCuller, CommMetrics]
 
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
@@ -39,6 +40,8 @@ class CommExtensionApp(ExtensionApp):
             self.settings["kernel_websocket_connection_class"]
         )
         self.culler = CommCuller(parent=self, mirror=self.mirror)
+        self.metrics = CommMetrics(self.mirror, self.tap, parent=self)
+        self.metrics.start()
         # Kernels started before this extension loaded are reconciled on first contact.
         self.mirror.sync_kernels()
 
@@ -50,5 +53,6 @@ class CommExtensionApp(ExtensionApp):
         self.handlers.extend([*handlers, *page_handlers])
 
     async def stop_extension(self) -> None:
+        self.metrics.stop()
         self.culler.stop()
         self.mirror.close()

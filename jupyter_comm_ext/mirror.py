@@ -12,11 +12,13 @@ import inspect
 from typing import Any
 
 from jupyter_client.session import Session
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from traitlets import Float, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import registry as reg
 from .control import CommInfo, comm_close_for_frontends, write_to_frontend
+from .counting import CommCounting
 from .kernels import KernelTracker
 from .problems import RateLimitedLog
 from .protocol import CommMessage, MalformedMessage
@@ -90,6 +92,8 @@ class CommMirror(LoggingConfigurable):
             on_gone=self.forget_kernel,
         )
         self._reconciles: dict[str, asyncio.Future] = {}
+        #: for kernels watched over ZMQ: which connections count their comm messages
+        self.counting: dict[str, CommCounting] = {}
 
     # -- traffic -----------------------------------------------------------------------
 
@@ -98,7 +102,15 @@ class CommMirror(LoggingConfigurable):
         self._observe(connection.kernel_id, comm, reg.TO_KERNEL, connection.session_id)
 
     def kernel_sent(self, kernel_id: str, comm: CommMessage) -> None:
-        """A comm message the kernel published (seen once, on the watcher)."""
+        """A comm message the kernel published, from the watcher or a counting connection
+        (see `counting.py`): a message both saw is counted once."""
+        counting = self.counting.get(kernel_id)
+        if counting is not None and comm.msg_id and not counting.recent.first_sighting(comm.msg_id):
+            return
+        if comm.session:
+            watcher = self.watchers.get(kernel_id)
+            if watcher is not None:
+                watcher.kernel_session = comm.session
         self._observe(kernel_id, comm, reg.FROM_KERNEL, None)
 
     def _observe(self, kernel_id: str, comm: CommMessage, direction: str, session: Any) -> None:
@@ -125,20 +137,36 @@ class CommMirror(LoggingConfigurable):
         self.connections.setdefault(connection.kernel_id, set()).add(connection)
         self.ensure_watched(connection.kernel_id)
 
-    async def when_watched(self, kernel_id: str, connected: Any) -> Any:
+    async def when_watched(self, connection: Any, connected: Any) -> Any:
         """Finish a frontend's connection once the kernel's watcher is subscribed.
 
         A frontend that connects right after the kernel started (a notebook opening) may
         make the kernel open comms at once; their comm_open must not beat our subscription.
+        Then (stock has replayed what a reconnecting frontend missed) the connection may
+        count the kernel's comm messages.
         """
         result = await connected if inspect.isawaitable(connected) else connected
+        kernel_id = connection.kernel_id
         watcher = self.watchers.get(kernel_id)
         if watcher is not None:
             await watcher.subscribed(self.reconcile_timeout)
+        counting = self.counting.get(kernel_id)
+        alive = connection in self.connections.get(kernel_id, ())
+        if (
+            counting is not None
+            and alive
+            and isinstance(connection, ZMQChannelsWebsocketConnection)
+        ):
+            counting.connection_ready(connection)
         return result
 
     def remove_connection(self, connection: Any) -> None:
-        self.connections.get(connection.kernel_id, set()).discard(connection)
+        kernel_id = connection.kernel_id
+        self.connections.get(kernel_id, set()).discard(connection)
+        counting = self.counting.get(kernel_id)
+        if counting is not None and counting.connection_gone(connection):
+            # the watcher subscribed again: what the kernel did meanwhile, it tells
+            self._first_contact(kernel_id)
 
     # -- kernels -----------------------------------------------------------------------
 
@@ -157,15 +185,16 @@ class CommMirror(LoggingConfigurable):
                 kernel_id,
                 km,
                 self.kernel_sent,
-                self._kernel_problem,
+                self.kernel_problem,
                 self.log,
                 self.pack,
                 on_reconnect=self._first_contact,
             )
         else:
             watcher = IOPubWatcher(
-                kernel_id, km, self.kernel_sent, self._kernel_problem, self.log, self.iopub_topics
+                kernel_id, km, self.kernel_sent, self.kernel_problem, self.log, self.iopub_topics
             )
+            self.counting[kernel_id] = CommCounting(watcher)
         self.watchers[kernel_id] = watcher
         self.registry.add_kernel(kernel_id)
         self._first_contact(kernel_id)
@@ -182,7 +211,7 @@ class CommMirror(LoggingConfigurable):
             previous.cancel()
         self._reconciles[kernel_id] = asyncio.ensure_future(first_contact())
 
-    def _kernel_problem(self, kernel_id: str, error: Exception) -> None:
+    def kernel_problem(self, kernel_id: str, error: Exception) -> None:
         self.problems.warning(
             "iopub",
             kernel_id,
@@ -199,6 +228,9 @@ class CommMirror(LoggingConfigurable):
         watcher = self.watchers.get(kernel_id)
         if reconnect and watcher is not None:
             watcher.connect()
+            counting = self.counting.get(kernel_id)
+            if counting is not None:
+                counting.watcher_reconnected()
             self._first_contact(kernel_id)
 
     def forget_kernel(self, kernel_id: str, reason: str) -> None:
@@ -211,6 +243,9 @@ class CommMirror(LoggingConfigurable):
         if task is not None:
             task.cancel()
         self.connections.pop(kernel_id, None)
+        counting = self.counting.pop(kernel_id, None)
+        if counting is not None:
+            counting.stop()
         self.problems.forget(kernel_id)
         if kernel_id in self.registry.kernels():
             self.registry.remove_kernel(kernel_id)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 
+import orjson
+
 from .protocol import CommMessage
 
 #: Directions a comm message can travel, as used in the model's counters.
@@ -101,6 +103,11 @@ class CommRecord:
     #: set when the kernel was sent comm_close (by a frontend, or by us force-closing): a
     #: reconcile that still finds it in the idle kernel later turns the record into an orphan.
     kernel_told: bool = False
+    #: the model as JSON, and the (last_activity, status) it was made at: every change to a
+    #: record moves one of the two, so `GET /api/comms` re-encodes only the comms that changed
+    _json: bytes | None = None
+    _json_at: float = -1.0
+    _json_status: str = ""
 
     def count(self, direction: str, nbytes: int, now: float) -> None:
         """Count one comm message of this comm."""
@@ -114,6 +121,17 @@ class CommRecord:
 
     def idle_seconds(self, now: float) -> float:
         return now - self.last_activity
+
+    def to_json(self) -> bytes:
+        """The REST model as JSON, re-encoded only when the record changed since."""
+        if (
+            self._json is None
+            or self._json_at != self.last_activity
+            or self._json_status != self.status
+        ):
+            self._json = orjson.dumps(self.to_model())
+            self._json_at, self._json_status = self.last_activity, self.status
+        return self._json
 
     def to_model(self) -> dict:
         """The REST model from DESIGN.md."""

@@ -96,6 +96,8 @@ class TapMixin:
     _last_write: float = 0.0
     #: the connection's IOLoop (looking it up per message costs more than the rest of the tap)
     _loop: Any = None
+    #: set by the mirror (see `counting.py`): this connection counts its kernel's comm messages
+    counts_comms: bool = False
 
     def connect(self) -> Any:
         tap = self.comm_tap
@@ -104,7 +106,7 @@ class TapMixin:
         self._push_interval = tap.websocket_push_interval if tap.websocket_nodelay else 0
         if tap.websocket_nodelay and not self._push_interval:
             self._set_nodelay()
-        return tap.mirror.when_watched(self.kernel_id, super().connect())  # type: ignore[misc]
+        return tap.mirror.when_watched(self, super().connect())  # type: ignore[misc]
 
     def _set_nodelay(self) -> None:
         """Send each websocket frame at once (see `CommTap.websocket_nodelay`)."""
@@ -198,10 +200,25 @@ class TapMixin:
                 self.kernel_id,
                 e,
             )
+        if self.counts_comms:
+            self._count_kernel_message(*args)
         if self._push_interval:
             self._last_write = self._loop.time()
             if self._push_pending is None:
                 self._push_pending = self._loop.call_later(self._push_interval, self._push)
+
+    def _count_kernel_message(self, stream: Any, msg_list: list[bytes]) -> None:
+        """Count a kernel's IOPub comm message from the frames this connection relayed."""
+        channel = stream if isinstance(stream, str) else getattr(stream, "channel", None)
+        if channel != "iopub":
+            return
+        mirror = self.comm_tap.mirror
+        try:
+            comm = protocol.from_zmq(msg_list)
+            if comm is not None:
+                mirror.kernel_sent(self.kernel_id, comm)
+        except Exception as e:  # never into the relay: pyzmq would stop calling it
+            mirror.kernel_problem(self.kernel_id, e)
 
     def _push(self) -> None:
         """Send what Nagle's algorithm holds once the frames stop: setting TCP_NODELAY pushes

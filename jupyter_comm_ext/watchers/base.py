@@ -40,9 +40,12 @@ class KernelWatcher(ABC):
         self.on_comm = on_comm
         self.on_problem = on_problem
         self.log = log
-        #: the kernel's own Session id, learnt from its messages: a comm_close the server
-        #: sends to frontends on the kernel's behalf must carry it.
+        #: the kernel's own Session id, learnt from its messages (by the mirror, whoever
+        #: counted them): a comm_close the server sends to frontends on the kernel's behalf
+        #: must carry it.
         self.kernel_session: str | None = None
+        #: paused watchers receive nothing: frontends' connections count for them
+        self.paused = False
 
     @abstractmethod
     def connect(self) -> None:
@@ -67,8 +70,3 @@ class KernelWatcher(ABC):
     @abstractmethod
     def close(self) -> None:
         """Stop watching (the kernel is gone, or the server stops)."""
-
-    def _seen(self, comm: CommMessage) -> None:
-        if comm.session:
-            self.kernel_session = comm.session
-        self.on_comm(self.kernel_id, comm)

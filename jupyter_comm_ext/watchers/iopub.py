@@ -16,6 +16,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from jupyter_client.connect import ConnectionFileMixin
+from jupyter_client.session import DELIM
 
 from ..control import CommInfo, request_comm_info, send_comm_close
 from ..protocol import CommMessage, from_zmq
@@ -26,7 +27,13 @@ BATCH = 500
 
 
 class IOPubWatcher(KernelWatcher):
-    """Follows a local kernel's comm messages on a ZMQ subscription to its IOPub."""
+    """Follows a local kernel's comm messages on a ZMQ subscription to its IOPub.
+
+    While frontends' connections count the kernel's comm messages (see `counting.py`) the
+    watcher is paused: subscribed to nothing, so libzmq sends it nothing.  Resuming
+    subscribes again; ipykernel (7 and later, an XPUB socket) answers a subscription with
+    an `iopub_welcome` on its topic, which tells when the subscription is live.
+    """
 
     def __init__(
         self,
@@ -43,6 +50,10 @@ class IOPubWatcher(KernelWatcher):
         self._queued: Any = None
         self._reader: asyncio.Future | None = None
         self._handshake: asyncio.Future | None = None
+        #: no subscription: frontends' connections count the kernel's comm messages
+        self.paused = False
+        #: resolved when the kernel's iopub_welcome for a renewed subscription arrives
+        self._welcome: asyncio.Future | None = None
         self.connect()
 
     def connect(self) -> None:
@@ -55,9 +66,9 @@ class IOPubWatcher(KernelWatcher):
         # opened in a loop) would be dropped while the server is busy, and miscounted.
         socket.setsockopt(zmq.RCVHWM, 0)
         socket.setsockopt(zmq.UNSUBSCRIBE, b"")
-        for topic in self.topics:
-            socket.setsockopt(zmq.SUBSCRIBE, topic)
         self.socket = socket
+        self._subscribe(zmq.SUBSCRIBE)
+        self.paused = False
         # The same socket without asyncio's wrapper, for draining what is already queued: a
         # non-blocking receive through the wrapper makes a Future per message.
         self._queued = zmq.Socket.shadow(socket.underlying)
@@ -87,10 +98,33 @@ class IOPubWatcher(KernelWatcher):
                 socket.disable_monitor()
             monitor.close(linger=0)
 
+    def _subscribe(self, option: int) -> None:
+        for topic in self.topics:
+            self.socket.setsockopt(option, topic)
+
+    def pause(self) -> None:
+        """Stop receiving: the kernel's comm messages are counted elsewhere."""
+        if not self.paused and self.socket is not None:
+            self._subscribe(zmq.UNSUBSCRIBE)
+            self.paused = True
+
+    def resume(self) -> None:
+        """Receive again; `subscribed()` waits for the kernel's welcome."""
+        if self.paused and self.socket is not None:
+            self._welcome = asyncio.get_running_loop().create_future()
+            self._subscribe(zmq.SUBSCRIBE)
+            self.paused = False
+
     async def subscribed(self, timeout: float) -> bool:
-        """Wait (bounded) for the subscription's handshake; False on timeout."""
+        """Wait (bounded) until the subscription is live; False on timeout.
+
+        After a resume that is the kernel's welcome (a kernel without XPUB sends none: the
+        wait then times out, and whatever it published meanwhile is learnt by a reconcile);
+        else the connection's handshake.
+        """
+        waiting = self._welcome if self._welcome is not None else self._handshake
         try:
-            await asyncio.wait_for(asyncio.shield(self._handshake), timeout)
+            await asyncio.wait_for(asyncio.shield(waiting), timeout)
             return True
         except asyncio.TimeoutError:
             return False
@@ -100,9 +134,16 @@ class IOPubWatcher(KernelWatcher):
         try:
             comm = from_zmq(msg_list)
             if comm is not None:
-                self._seen(comm)
+                self.on_comm(self.kernel_id, comm)
+            elif self._welcome is not None and not self._welcome.done():
+                self._welcomed(msg_list)
         except Exception as e:
             self.on_problem(self.kernel_id, e)
+
+    def _welcomed(self, msg_list: list[bytes]) -> None:
+        start = msg_list.index(DELIM) + 2
+        if len(msg_list) > start and b'"iopub_welcome"' in msg_list[start]:
+            self._welcome.set_result(True)  # type: ignore[union-attr]
 
     async def comm_info(self, timeout: float) -> CommInfo:
         """Ask the kernel which comms it holds (on control: a busy kernel answers)."""
@@ -132,7 +173,7 @@ class IOPubWatcher(KernelWatcher):
         return BATCH
 
     def close(self) -> None:
-        for task in (self._handshake, self._reader):
+        for task in (self._handshake, self._reader, self._welcome):
             if task is not None:
                 task.cancel()
         if self.socket is not None and not self.socket.closed:
