@@ -57,6 +57,21 @@ class CommsWriteDeniedAuthorizer(Authorizer):
         return True
 
 
+class BaseUrlServer(ServerProcess):
+    """A ServerProcess under a `base_url`: `url` ends with it, so every request goes under it."""
+
+    BASE = "/under/base"
+
+    def __init__(self, tmp: Path, args: list[str]) -> None:
+        super().__init__(tmp, extension=True, args=[f"--ServerApp.base_url={self.BASE}", *args])
+        self.url += self.BASE
+
+    def sync_get(self, path: str, timeout: float = 2.0) -> int:
+        # while starting up, `url` is still the root (which answers 404)
+        prefix = "" if self.url.endswith(self.BASE) else self.BASE
+        return super().sync_get(prefix + path, timeout)
+
+
 async def open_lab(tab: Any, server: ServerProcess, path: str = "") -> None:
     """Load JupyterLab (on a notebook when `path` is given) and wait for its kernel."""
     where = f"tree/{path}" if path else ""
@@ -331,10 +346,9 @@ async def test_a_refused_close_is_shown_and_nothing_closes(
     tmp_path: Path, browser: Any, screenshots: Path
 ) -> None:
     (tmp_path / "slider.ipynb").write_text(notebook(SLIDER))
-    server = ServerProcess(
-        tmp_path,
-        extension=True,
-        args=["--ServerApp.authorizer_class=test_lab_panel.CommsWriteDeniedAuthorizer"],
+    # under a base_url: the panel's reads and its DELETE (a 403, not a 404) must find it
+    server = BaseUrlServer(
+        tmp_path, ["--ServerApp.authorizer_class=test_lab_panel.CommsWriteDeniedAuthorizer"]
     )
     tab = await browser.new_page(viewport={"width": 1280, "height": 800})
     tab.set_default_timeout(BROWSER_TIMEOUT)
