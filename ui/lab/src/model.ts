@@ -60,7 +60,6 @@ export class CommsModel {
     events: Event.IManager | null
   ) {
     events?.stream.connect(this._onEvent, this);
-    this._events = events;
   }
 
   /** Emitted after every refresh and every change of selection, expansion or notice. */
@@ -106,13 +105,6 @@ export class CommsModel {
     void this.refresh();
   }
 
-  dispose(): void {
-    this._disposed = true;
-    this._events?.stream.disconnect(this._onEvent, this);
-    window.clearTimeout(this._timer);
-    Signal.clearData(this);
-  }
-
   /** Refresh after `delay` ms, replacing any refresh already scheduled. */
   refreshSoon(delay: number): void {
     window.clearTimeout(this._timer);
@@ -130,13 +122,13 @@ export class CommsModel {
       do {
         this._again = false;
         await this._load();
-      } while (this._again && !this._disposed);
+      } while (this._again);
     })();
     try {
       await this._running;
     } finally {
       this._running = null;
-      if (!this._disposed && this.state !== 'disabled') {
+      if (this.state !== 'disabled') {
         this.refreshSoon(POLL_MS);
       }
     }
@@ -334,7 +326,6 @@ export class CommsModel {
   }
 
   private _changed = new Signal<this, void>(this);
-  private _events: Event.IManager | null;
   private _showRows = false;
   private _limits = new Map<string, number>();
   /** Each kernel's last fetched rows, and the summary counters they were fetched at. */
@@ -345,7 +336,6 @@ export class CommsModel {
   private _running: Promise<void> | null = null;
   private _again = false;
   private _permissionsKnown = false;
-  private _disposed = false;
 }
 
 /** A kernel's label: its first notebook's path, or its id for kernels of no session. */
