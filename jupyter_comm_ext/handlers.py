@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,6 +30,9 @@ MAX_LIMIT = 10_000
 #: A client acting for someone else (the JupyterHub service, for the Hub user who asked)
 #: names them here; a close is then recorded as "<them> via <authenticated user>".
 ON_BEHALF_HEADER = "X-Comms-On-Behalf-Of"
+#: printable ASCII (header values are Latin-1 on the wire), no spaces at the ends (HTTP strips
+#: them), at most 256 characters
+ON_BEHALF_VALUE = re.compile(r"[!-~](?:[ -~]{0,254}[!-~])?")
 
 
 class CommsBaseHandler(APIHandler):
@@ -108,13 +112,17 @@ class CommsBaseHandler(APIHandler):
         asker = self.request.headers.get(ON_BEHALF_HEADER)
         if asker is None:
             return name
-        if not 0 < len(asker) <= MAX_ID_LENGTH or not asker.isprintable():
-            raise web.HTTPError(400, f"{ON_BEHALF_HEADER} must be 1 to 256 printable characters")
+        if ON_BEHALF_VALUE.fullmatch(asker) is None:
+            raise web.HTTPError(
+                400, f"{ON_BEHALF_HEADER} must be 1 to 256 printable ASCII characters"
+            )
         return f"{asker} via {name}"
 
-    async def force_close(self, records: list[CommRecord]) -> list[CommRecord]:
+    async def force_close(
+        self, records: list[CommRecord], username: str | None
+    ) -> list[CommRecord]:
         """Close each record; the ones whose kernel went away meanwhile are left out."""
-        return [r for r in records if await self.mirror.force_close(r, username=self.username)]
+        return [r for r in records if await self.mirror.force_close(r, username=username)]
 
     async def refresh_if_asked(self, kernel_ids: list[str] | None = None) -> None:
         """With `refresh=1`, ask the kernels first; the ones that could not be asked are
@@ -182,6 +190,7 @@ class CommsHandler(CommsBaseHandler):
     def next_page(self, resume: tuple[float, str]) -> str:
         args = {k: v[-1].decode() for k, v in self.request.query_arguments.items()}
         args.pop("token", None)  # never echo a credential into a header
+        args.pop("refresh", None)  # the first page asked the kernels; the next pages need not
         args["cursor"] = encode_cursor(resume)
         return f"{self.request.path}?{urlencode(args)}"
 
@@ -190,6 +199,7 @@ class CommsHandler(CommsBaseHandler):
     async def delete(self) -> None:
         """Force-close every open (or orphaned) comm that matches; never all by accident."""
         self.check_arguments(FILTERS)
+        username = self.username  # a bad X-Comms-On-Behalf-Of is a 400 even if nothing matches
         flt = self.comm_filter()
         if flt.is_empty:
             raise web.HTTPError(
@@ -198,7 +208,7 @@ class CommsHandler(CommsBaseHandler):
         if flt.status not in ("open", "orphaned"):
             raise web.HTTPError(400, "only open or orphaned comms can be closed")
         self.mirror.sync_kernels()
-        self.write_models(await self.force_close(self.mirror.registry.query(flt)))
+        self.write_models(await self.force_close(self.mirror.registry.query(flt), username))
 
 
 class CommHandler(CommsBaseHandler):
@@ -216,11 +226,12 @@ class CommHandler(CommsBaseHandler):
     async def delete(self, comm_id: str) -> None:
         """Force-close one comm: 204, or 404 if unknown or already closed."""
         self.check_arguments(())
+        username = self.username
         self.mirror.sync_kernels()
         record = self.find(comm_id)
         if record.status == "closed":
             raise web.HTTPError(404, f"comm {comm_id!r} is already closed")
-        if not await self.force_close([record]):
+        if not await self.force_close([record], username):
             raise web.HTTPError(404, f"the kernel of comm {comm_id!r} is gone")
         self.set_status(204)
         self.finish()

@@ -283,15 +283,28 @@ def test_min_idle_takes_durations_and_separates_old_from_new(setup: Setup) -> No
 
 def test_refresh_asks_the_kernels(setup: Setup) -> None:
     # a comm the kernel holds without having announced it: only asking the kernel finds it
+    # (the frontend stays connected meanwhile: when the last one leaves, the server asks the
+    # kernel by itself)
     code = """
 from comm import create_comm, get_comm_manager
 hidden = create_comm(target_name="hidden", primary=False)
 get_comm_manager().register_comm(hidden)
 """
-    asyncio.run(setup.execute(setup.kernel_b, code))
-    before = setup.cli("list", "--json", "--target=hidden")
+
+    async def check() -> tuple[Any, Any]:
+        ws = await setup.server.connect(setup.kernel_b, "v1")
+        try:
+            await ws.execute(code)
+            before = await asyncio.to_thread(setup.cli, "list", "--json", "--target=hidden")
+            after = await asyncio.to_thread(
+                setup.cli, "list", "--json", "--target=hidden", "--refresh"
+            )
+            return before, after
+        finally:
+            ws.close()
+
+    before, after = asyncio.run(check())
     assert (before.code, json.loads(before.out)) == (Exit.OK, [])
-    after = setup.cli("list", "--json", "--target=hidden", "--refresh")
     assert after.code == Exit.OK, after
     (model,) = json.loads(after.out)
     assert (model["kernel_id"], model["origin"]) == (setup.kernel_b, "unknown")

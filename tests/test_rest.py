@@ -148,7 +148,7 @@ async def test_pages_follow_the_link_header(jp_fetch, fetch_json, jp_ws_fetch, s
     )
     await wait_for(lambda: _count(fetch_json, 7), what="7 comms")
     everything = await fetch_json("api", "comms", params={"target_name": "p"})
-    seen, params, pages = [], {"target_name": "p", "limit": "3"}, 0
+    seen, params, pages = [], {"target_name": "p", "limit": "3", "refresh": "1"}, 0
     while True:
         r = await jp_fetch("api", "comms", params=params)
         seen += [m["comm_id"] for m in json.loads(r.body)]
@@ -160,6 +160,7 @@ async def test_pages_follow_the_link_header(jp_fetch, fetch_json, jp_ws_fetch, s
         assert url.startswith("/") and "token" not in url
         params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
         assert params["target_name"] == "p" and params["limit"] == "3"
+        assert "refresh" not in params  # only the first page asks the kernels
         if pages == 2:  # a comm closing between two pages neither repeats nor hides others
             await jp_fetch("api", "comms", seen[0], method="DELETE")
     assert pages == 3

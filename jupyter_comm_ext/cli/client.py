@@ -278,16 +278,10 @@ class CommsClient:
         return self.call("GET", path, query, **kw).json()
 
     def pages(self, path: str, query: dict[str, Any], **kw: Any) -> Iterator[Response]:
-        """Every page of a paginated list, following `Link: rel="next"`.
-
-        The server's next link repeats every argument, `refresh` too; a reconcile per page
-        would ask every kernel again (and wait for busy ones), so later pages go without.
-        """
+        """Every page of a paginated list, following `Link: rel="next"` (the server leaves
+        `refresh` out of it: only the first page asks the kernels)."""
         response = self.call("GET", path, query, **kw)
         yield response
         while (link := response.next_link()) is not None:
-            parts = urllib.parse.urlsplit(link)
-            args = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "refresh"]
-            link = parts._replace(query=urllib.parse.urlencode(args)).geturl()
             response = self.call("GET", self.url(link), **kw)
             yield response
