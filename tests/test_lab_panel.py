@@ -1,0 +1,444 @@
+"""The Comms panel in a real JupyterLab (issue 12), with the prebuilt extension as installed.
+
+A real JupyterLab server subprocess with the extension, real ipykernel kernels running
+ipywidgets, Debian's Chromium driven by Playwright. What a user sees is checked against what
+the REST API says at the same time, so the panel cannot pass by showing something plausible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import BROWSER_TIMEOUT, ServerProcess, needs_browser, wait_for
+from jupyter_server.auth import Authorizer
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+from wsclient import execute_content
+
+
+def notebook(source: str) -> str:
+    return json.dumps(
+        {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "id": "widget",
+                    "metadata": {},
+                    "outputs": [],
+                    "source": source,
+                }
+            ],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
+
+
+SLIDER = "import ipywidgets\nslider = ipywidgets.IntSlider(value=7)\nslider"
+BUTTON = "import ipywidgets\nipywidgets.Button(description='Press')"
+
+
+class CommsWriteDeniedAuthorizer(Authorizer):
+    """Says yes when JupyterLab asks `/api/me` whether the user may close comms, and no to
+    the close itself: a permission taken away after the page loaded. Loaded by the server
+    subprocess (the tests folder is on its path)."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        if resource == "comms" and action == "write":
+            return type(handler).__name__ == "IdentityHandler"
+        return True
+
+
+class BaseUrlServer(ServerProcess):
+    """A ServerProcess under a `base_url`: `url` ends with it, so every request goes under it."""
+
+    BASE = "/under/base"
+
+    def __init__(self, tmp: Path, args: list[str]) -> None:
+        super().__init__(tmp, extension=True, args=[f"--ServerApp.base_url={self.BASE}", *args])
+        self.url += self.BASE
+
+    def sync_get(self, path: str, timeout: float = 2.0) -> int:
+        # while starting up, `url` is still the root (which answers 404)
+        prefix = "" if self.url.endswith(self.BASE) else self.BASE
+        return super().sync_get(prefix + path, timeout)
+
+
+async def open_lab(tab: Any, server: ServerProcess, path: str = "") -> None:
+    """Load JupyterLab (on a notebook when `path` is given) and wait for its kernel."""
+    where = f"tree/{path}" if path else ""
+    await tab.goto(f"{server.url}/lab/{where}?token={server.token}")
+    if path:
+        await tab.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+    else:
+        await tab.locator(".jp-LabShell").wait_for(timeout=60_000)
+
+
+async def run_cell(tab: Any, shows: str) -> None:
+    """Run the current notebook's cell until `shows` (a selector) is in it."""
+    notebook = tab.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    cell = notebook.locator(".jp-Cell .cm-content").first
+    for _ in range(3):  # a run while the kernel connection settles can get lost
+        await cell.click()
+        await tab.keyboard.press("Control+Enter")
+        try:
+            await notebook.locator(shows).wait_for()
+            return
+        except PlaywrightTimeout:
+            continue
+    raise TimeoutError(f"JupyterLab did not show {shows} after three runs of the cell")
+
+
+async def show_panel(tab: Any) -> Any:
+    """Open the Comms panel from its sidebar tab (named by its caption) and return it."""
+    sidebar_tab = tab.get_by_role("tab", name="Comms")
+    if await sidebar_tab.get_attribute("aria-selected") != "true":
+        await sidebar_tab.click()
+    panel = tab.locator(".jp-CommsPanel")
+    await panel.wait_for()
+    return panel
+
+
+async def kernel_of(server: ServerProcess, path: str) -> str:
+    sessions = await server.get_json("/api/sessions")
+    (kernel_id,) = [s["kernel"]["id"] for s in sessions if s["path"] == path]
+    return kernel_id
+
+
+async def open_ids(server: ServerProcess, kernel_id: str) -> set[str]:
+    return {m["comm_id"] for m in await server.get_json(f"/api/comms?kernel_id={kernel_id}")}
+
+
+async def shown_ids(panel: Any, kernel_id: str) -> set[str]:
+    rows = panel.locator(f'[data-kernel-id="{kernel_id}"] [data-comm-id]')
+    return set(await rows.evaluate_all("rows => rows.map(row => row.dataset.commId)"))
+
+
+async def panel_matches_rest(panel: Any, server: ServerProcess, kernel_id: str) -> bool:
+    expected = await open_ids(server, kernel_id)
+    return bool(expected) and await shown_ids(panel, kernel_id) == expected
+
+
+async def accept_dialog(tab: Any, title: str) -> None:
+    dialog = tab.locator(".jp-Dialog")
+    await dialog.get_by_text(title).wait_for()
+    await dialog.locator("button.jp-mod-accept").click()
+    await dialog.wait_for(state="detached")
+
+
+def test_jupyterlab_lists_the_prebuilt_extension() -> None:
+    """Installed from the package (no `jupyter lab build`): enabled and OK."""
+    # `jupyter labextension` runs the `jupyter-labextension` next to this Python
+    env = dict(
+        os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter", "labextension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    )
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    assert re.search(r"jupyter-comm-ext v\S+ enabled OK \(python, jupyter_comm_ext\)", listing), (
+        listing
+    )
+
+
+async def text_is(locator: Any, text: str) -> bool:
+    return (await locator.text_content() or "").strip() == text
+
+
+async def to_kernel_counts(server: ServerProcess, kernel_id: str) -> dict[str, int]:
+    models = await server.get_json(f"/api/comms?kernel_id={kernel_id}")
+    return {m["comm_id"]: m["messages"]["to_kernel"] for m in models}
+
+
+async def panel_shows_counts(panel: Any, counts: dict[str, int]) -> bool:
+    """Each of these comms' rows says it sent this many messages to the kernel."""
+    for comm_id, n in counts.items():
+        row = panel.locator(f'[data-comm-id="{comm_id}"] .jp-CommsPanel-traffic')
+        text = await row.text_content() if await row.count() else ""
+        if not (text or "").startswith(f"↑ {n} msg"):
+            return False
+    return True
+
+
+async def run_command(tab: Any, label: str) -> None:
+    """Run a command from JupyterLab's command palette by its label."""
+    await tab.keyboard.press("Control+Shift+C")
+    palette = tab.locator(".lm-CommandPalette")
+    await palette.locator("input").fill(label)
+    await palette.locator(".lm-CommandPalette-item", has_text=label).first.click()
+
+
+@needs_browser
+@pytest.mark.timeout(300)
+async def test_panel_follows_and_closes_widget_comms(
+    tmp_path: Path, browser: Any, screenshots: Path
+) -> None:
+    (tmp_path / "slider.ipynb").write_text(notebook(SLIDER))
+    (tmp_path / "button.ipynb").write_text(notebook(BUTTON))
+    server = ServerProcess(tmp_path, extension=True)
+    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        await open_lab(tab, server, "slider.ipynb")
+        await run_cell(tab, ".widget-slider")
+        slider_kernel = await kernel_of(server, "slider.ipynb")
+        panel = await show_panel(tab)
+
+        # the slider's comms, under the notebook's name, exactly the ones the server has
+        slider_group = panel.locator(f'[data-kernel-id="{slider_kernel}"]')
+        await slider_group.get_by_role("button", name="slider.ipynb", exact=True).wait_for()
+        await wait_for(
+            lambda: panel_matches_rest(panel, server, slider_kernel), 20, "the slider's comms"
+        )
+        count = len(await open_ids(server, slider_kernel))
+        status = tab.locator(".jp-CommsStatus")
+        await wait_for(lambda: text_is(status, f"{count} comms"), 20, "the status bar count")
+
+        # moving the slider moves the counts (each step is a message to the kernel)
+        before = await to_kernel_counts(server, slider_kernel)
+        await tab.locator(".widget-slider .noUi-handle").focus()
+        for _ in range(3):
+            await tab.keyboard.press("ArrowRight")
+
+        async def moved() -> dict[str, int]:
+            now = await to_kernel_counts(server, slider_kernel)
+            return {c: n for c, n in now.items() if n > before.get(c, 0)}
+
+        await wait_for(moved, 20, "the slider's updates to reach the kernel")
+        await wait_for(
+            lambda: moved_and_shown(panel, moved), 20, "the panel to show the new counts"
+        )
+
+        # a second notebook's comms come in a group of their own
+        await tab.get_by_role("tab", name="File Browser").click()
+        await tab.locator(".jp-DirListing-item", has_text="button.ipynb").dblclick()
+        await run_cell(tab, ".widget-button")
+        button_kernel = await kernel_of(server, "button.ipynb")
+        await show_panel(tab)
+        button_group = panel.locator(f'[data-kernel-id="{button_kernel}"]')
+        await button_group.get_by_role("button", name="button.ipynb", exact=True).wait_for()
+        await wait_for(
+            lambda: panel_matches_rest(panel, server, button_kernel), 20, "the button's comms"
+        )
+        assert not (await shown_ids(panel, slider_kernel)) & (await shown_ids(panel, button_kernel))
+        await panel.screenshot(path=screenshots / "lab-panel-light.png")
+        await tab.screenshot(path=screenshots / "lab-light.png")
+        await run_command(tab, "Use Theme: JupyterLab Dark")
+        await tab.locator('body[data-jp-theme-name="JupyterLab Dark"]').wait_for(state="attached")
+        await tab.wait_for_timeout(500)  # the theme's CSS variables settle
+        await panel.screenshot(path=screenshots / "lab-panel-dark.png")
+        await tab.screenshot(path=screenshots / "lab-dark.png")
+
+        # clicking a notebook's group opens that notebook
+        await slider_group.get_by_role("button", name="slider.ipynb", exact=True).click()
+        current = tab.locator(".jp-MainAreaWidget:not(.lm-mod-hidden) .widget-slider")
+        await current.wait_for()
+        await wait_for(lambda: text_is(status, f"{count} comms"), 20, "the slider's count again")
+
+        # closing the slider's widget comms from the panel makes its view go away
+        await slider_group.get_by_role(
+            "button", name="Close the jupyter.widget comms of slider.ipynb"
+        ).click()
+        await accept_dialog(tab, "Close the jupyter.widget comms of slider.ipynb?")
+        await tab.locator(".widget-slider").wait_for(state="detached")
+        assert not await open_ids(server, slider_kernel)
+        await slider_group.get_by_text("No open comms.").wait_for()
+        await wait_for(lambda: text_is(status, "0 comms"), 20, "the status bar to say 0")
+
+        # close one comm of the button's notebook, then a selection of one
+        first, second, *rest = sorted(await open_ids(server, button_kernel))
+        await button_group.get_by_role("button", name=f"Close comm {first}").click()
+        await accept_dialog(tab, f"Close comm {first}?")
+        await wait_for(
+            lambda: panel_matches_rest(panel, server, button_kernel), 20, "one comm fewer"
+        )
+        assert first not in await open_ids(server, button_kernel)
+        await button_group.get_by_role("checkbox", name=f"Select comm {second}").check()
+        await panel.get_by_role("button", name="Close selected (1)").click()
+        await accept_dialog(tab, "Close 1 selected comm?")
+        await wait_for(
+            lambda: panel_matches_rest(panel, server, button_kernel), 20, "the selection gone"
+        )
+        assert await open_ids(server, button_kernel) == set(rest)
+
+        # "Close idle comms…" from the command palette: everything idle for 1 s and more
+        await tab.wait_for_timeout(1500)
+        await run_command(tab, "Close idle comms…")
+        dialog = tab.locator(".jp-Dialog")
+        await dialog.get_by_role("spinbutton", name="Idle minutes").fill("0.02")
+        await accept_dialog(tab, "Close idle comms?")
+        await panel.get_by_text(f"Closed {len(rest)} comm").wait_for()
+        assert not await open_ids(server, button_kernel)
+        await button_group.get_by_text("No open comms.").wait_for()
+    except BaseException:
+        await tab.screenshot(path=screenshots / "lab-panel-failed.png")
+        raise
+    finally:
+        await tab.close()
+        server.stop()
+
+
+async def moved_and_shown(panel: Any, moved: Any) -> bool:
+    """The comms the slider moved show their new count of messages to the kernel."""
+    return await panel_shows_counts(panel, await moved())
+
+
+@needs_browser
+@pytest.mark.timeout(180)
+async def test_read_only_user_sees_comms_and_no_close_controls(
+    tmp_path: Path, browser: Any, screenshots: Path
+) -> None:
+    (tmp_path / "slider.ipynb").write_text(notebook(SLIDER))
+    server = ServerProcess(
+        tmp_path, extension=True, args=["--ServerApp.authorizer_class=helpers.ReadOnlyAuthorizer"]
+    )
+    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        await open_lab(tab, server, "slider.ipynb")
+        await run_cell(tab, ".widget-slider")
+        kernel_id = await kernel_of(server, "slider.ipynb")
+        await run_command(tab, "Show comms panel")
+        panel = tab.locator(".jp-CommsPanel")
+        await wait_for(lambda: panel_matches_rest(panel, server, kernel_id), 20, "the comms")
+        await panel.screenshot(path=screenshots / "lab-panel-read-only.png")
+        assert await panel.get_by_role("button", name=re.compile("^Close")).count() == 0
+        assert await panel.get_by_role("checkbox").count() == 0
+        # from the keyboard: Enter on a section's toggle collapses it, and again expands it
+        toggle = panel.get_by_role("button", name="Collapse the comms of slider.ipynb")
+        await toggle.focus()
+        await tab.keyboard.press("Enter")
+        expand = panel.get_by_role("button", name="Expand the comms of slider.ipynb")
+        assert await expand.get_attribute("aria-expanded") == "false"
+        assert not await shown_ids(panel, kernel_id)
+        await tab.keyboard.press("Enter")  # the same button keeps the focus
+        await wait_for(lambda: panel_matches_rest(panel, server, kernel_id), 20, "expanded")
+        # the palette's close command is there, and disabled
+        await tab.keyboard.press("Control+Shift+C")
+        palette = tab.locator(".lm-CommandPalette")
+        await palette.locator("input").fill("Close idle comms")
+        item = palette.locator(".lm-CommandPalette-item", has_text="Close idle comms…")
+        assert "lm-mod-disabled" in (await item.get_attribute("class") or "")
+    except BaseException:
+        await tab.screenshot(path=screenshots / "lab-read-only-failed.png")
+        raise
+    finally:
+        await tab.close()
+        server.stop()
+
+
+@needs_browser
+@pytest.mark.timeout(180)
+async def test_a_refused_close_is_shown_and_nothing_closes(
+    tmp_path: Path, browser: Any, screenshots: Path
+) -> None:
+    (tmp_path / "slider.ipynb").write_text(notebook(SLIDER))
+    # under a base_url: the panel's reads and its DELETE (a 403, not a 404) must find it
+    server = BaseUrlServer(
+        tmp_path, ["--ServerApp.authorizer_class=test_lab_panel.CommsWriteDeniedAuthorizer"]
+    )
+    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        await open_lab(tab, server, "slider.ipynb")
+        await run_cell(tab, ".widget-slider")
+        kernel_id = await kernel_of(server, "slider.ipynb")
+        panel = await show_panel(tab)
+        await wait_for(lambda: panel_matches_rest(panel, server, kernel_id), 20, "the comms")
+        comms = await open_ids(server, kernel_id)
+        comm_id = min(comms)
+        await panel.get_by_role("button", name=f"Close comm {comm_id}").click()
+        await accept_dialog(tab, f"Close comm {comm_id}?")
+        alert = panel.get_by_role("alert")
+        await alert.wait_for()
+        assert "403" in (await alert.text_content() or ""), await alert.text_content()
+        assert await open_ids(server, kernel_id) == comms
+        await tab.locator(".widget-slider").wait_for()  # the view is still there
+    except BaseException:
+        await tab.screenshot(path=screenshots / "lab-refused-failed.png")
+        raise
+    finally:
+        await tab.close()
+        server.stop()
+
+
+@needs_browser
+async def test_panel_says_when_the_server_extension_is_off(
+    tmp_path: Path, browser: Any, screenshots: Path
+) -> None:
+    server = ServerProcess(tmp_path, extension=False)
+    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        await open_lab(tab, server)
+        panel = await show_panel(tab)
+        await panel.get_by_text(
+            "The comms server extension is not enabled on this server."
+        ).wait_for()
+        await panel.screenshot(path=screenshots / "lab-panel-disabled.png")
+    finally:
+        await tab.close()
+        server.stop()
+
+
+#: 10,000 comms from a kernel no notebook uses (no frontend answers them)
+MANY_COMMS = """
+from comm import create_comm
+many = [create_comm(target_name="probe", data={}) for _ in range(10_000)]
+"""
+
+
+@needs_browser
+@pytest.mark.timeout(240)
+async def test_panel_pages_ten_thousand_comms_of_a_kernel_without_session(
+    tmp_path: Path, browser: Any, screenshots: Path
+) -> None:
+    server = ServerProcess(tmp_path, extension=True)
+    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        kernel_id = await server.start_kernel()
+        ws = await server.connect(kernel_id, "v1")
+        # send the code and go: the server mirrors the kernel's comms with no frontend
+        await ws.send("execute_request", execute_content(MANY_COMMS))
+        ws.close()
+
+        async def all_open() -> bool:
+            summary = await server.get_json("/api/comms/summary")
+            return summary["by_kernel"].get(kernel_id, {}).get("open") == 10_000
+
+        await wait_for(all_open, 60, "10,000 open comms")
+        await open_lab(tab, server)
+        panel = await show_panel(tab)
+        group = panel.locator(f'[data-kernel-id="{kernel_id}"]')
+        await group.get_by_text(f"Kernel python3 {kernel_id[:8]}").wait_for()
+        more = group.get_by_role("button", name="Show 50 more (50 of 10,000 shown)")
+        await more.wait_for()
+        rows = group.locator("[data-comm-id]")
+        assert await rows.count() == 50
+        # the first page is the server's first page (opened_at, then comm_id)
+        first = await server.get_json(f"/api/comms?kernel_id={kernel_id}&limit=50")
+        assert await shown_ids(panel, kernel_id) == {m["comm_id"] for m in first}
+        await more.click()
+        await group.get_by_role("button", name="Show 50 more (100 of 10,000 shown)").wait_for()
+        assert await rows.count() == 100
+        await panel.screenshot(path=screenshots / "lab-panel-10000.png")
+    except BaseException:
+        await tab.screenshot(path=screenshots / "lab-10000-failed.png")
+        raise
+    finally:
+        await tab.close()
+        server.stop()
