@@ -67,7 +67,11 @@ class CommsBaseHandler(APIHandler):
             raise web.HTTPError(400, f"{name or 'argument'} is not valid UTF-8") from None
 
     def check_arguments(self, allowed: tuple[str, ...]) -> None:
-        unknown = set(self.request.query_arguments) - set(allowed) - set(SERVER_ARGUMENTS)
+        """400 on an argument the route does not take; `@jupyterlab/services`' bare
+        `?<timestamp>` (its cache buster on GET) is not one, it is ignored."""
+        args = self.request.query_arguments
+        unknown = set(args) - set(allowed) - set(SERVER_ARGUMENTS)
+        unknown = {name for name in unknown if not (name.isdigit() and args[name] == [b""])}
         if unknown:
             raise web.HTTPError(400, f"unknown query argument(s): {', '.join(sorted(unknown))}")
 

@@ -63,5 +63,7 @@ class CommsStaticHandler(JupyterHandler, web.StaticFileHandler):
 
 page_handlers: list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]] = [
     (r"/comms/?", CommsPageHandler),
-    (r"/comms/static/(.*)", CommsStaticHandler, {"path": str(static_dir())}),
+    # the page's own files only: not the Hub page's or the JupyterLab extension's sources
+    # (in an editable install `ui/` is served as it is, node_modules and all)
+    (r"/comms/static/([^/]+)", CommsStaticHandler, {"path": str(static_dir())}),
 ]

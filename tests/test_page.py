@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from helpers import BROWSER_TIMEOUT, ReadOnlyAuthorizer, needs_browser, wait_for
 from jupyter_server.auth import Authorizer
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from wsclient import KernelWS
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -172,6 +172,14 @@ async def test_page_knows_base_url_and_sets_xsrf_cookie(jp_fetch: Any, jp_base_u
     assert "_xsrf=" in response.headers.get("Set-Cookie", "")
     script = await jp_fetch("comms", "static", "main.js")
     assert "javascript" in script.headers["Content-Type"]
+
+
+async def test_only_the_pages_own_files_are_served(jp_fetch: Any) -> None:
+    # an editable install serves ui/ as it is: the Lab extension's sources are next to it
+    for parts in (("lab", "package.json"), ("hub", "index.html"), ("..", "pyproject.toml")):
+        with pytest.raises(HTTPClientError) as refused:
+            await jp_fetch("comms", "static", *parts)
+        assert refused.value.code == 404, parts
 
 
 @pytest.mark.parametrize("authorizer", [ReadOnlyAuthorizer])

@@ -179,6 +179,7 @@ async def test_pages_follow_the_link_header(jp_fetch, fetch_json, jp_ws_fetch, s
         ("GET", "/api/comms", {"min_idle": "inf"}, 400, "min_idle"),
         ("GET", "/api/comms", {"refresh": "maybe"}, 400, "refresh"),
         ("GET", "/api/comms", {"colour": "red"}, 400, "colour"),
+        ("GET", "/api/comms", {"12x": ""}, 400, "12x"),
         ("GET", "/api/comms", {"limit": "0"}, 400, "limit"),
         ("GET", "/api/comms", {"limit": "x"}, 400, "limit"),
         ("GET", "/api/comms", {"limit": "10001"}, 400, "limit"),
