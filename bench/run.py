@@ -39,7 +39,7 @@ FULL = {
     "rt_n": 500,
     "browser_rounds": 2,
     "browser_n": 200,
-    "fanout": {"frontends": [10, 50], "n": 2000},
+    "fanout": {"frontends": [10, 50], "n": 500},
     "api": {"kernels": 20, "comms": 10_000, "requests": 30, "busy_seconds": 5.0},
     "memory_sizes": [10_000, 100_000],
     "replay": {"n": 5000, "repeat": 5, "rounds": 3},
