@@ -50,7 +50,7 @@ export function kernelLabel(kernels, kernelId) {
   return kernel ? `${kernel.name} · ${kernelId.slice(0, 8)}` : `kernel ${kernelId.slice(0, 8)}`;
 }
 
-function el(tag, props = {}, ...children) {
+export function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
     if (key === "text") node.textContent = value;

@@ -392,7 +392,9 @@ def handlers(prefix: str) -> list[tuple[str, Any] | tuple[str, Any, dict[str, An
     prefix = re.escape(prefix)
     return [
         (rf"{prefix}?", PageHandler),
-        (rf"{prefix}static/(.*)", StaticHandler, {"path": str(static_dir())}),
+        # the Hub page's files and the admin page's it imports, nothing else of `ui/` (an
+        # editable install serves it as it is, the Lab extension's node_modules too)
+        (rf"{prefix}static/((?:hub/)?[^/]+)", StaticHandler, {"path": str(static_dir())}),
         (rf"{prefix}oauth_callback", OAuthCallbackHandler),
         (rf"{prefix}api/comms/?", CommsHandler),
         (rf"{prefix}api/comms/(?P<comm_id>[^/]+)/?", CommHandler),

@@ -5,6 +5,7 @@
 // into the DOM, never markup.
 
 import { api, plainWords, serverNow } from "../api.js";
+import { el } from "../table.js";
 
 const baseUrl = document.querySelector('meta[name="jupyter-base-url"]').content;
 const POLL_MS = 30000;
@@ -15,17 +16,6 @@ const $ = (id) => document.getElementById(id);
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const keyOf = (s) => `${s.user}/${s.server_name}`;
 const serverLabel = (s) => `${s.user}/${s.server_name || "(default)"}`;
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "text") node.textContent = value;
-    else if (key === "class") node.className = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
 
 function ago(iso) {
   const s = Math.max(0, Math.floor((serverNow() - Date.parse(iso.replace(/(\.\d{3})\d+/, "$1"))) / 1000));
