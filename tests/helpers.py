@@ -110,6 +110,17 @@ class ReadOnlyAuthorizer(Authorizer):
         return not (resource == "comms" and action == "write")
 
 
+class CommsWriteDeniedAuthorizer(Authorizer):
+    """Says yes when JupyterLab asks `/api/me` whether the user may close comms, and no to
+    the close itself: a permission taken away after the page loaded. For a server
+    subprocess: `--ServerApp.authorizer_class=helpers.CommsWriteDeniedAuthorizer`."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        if resource == "comms" and action == "write":
+            return type(handler).__name__ == "IdentityHandler"
+        return True
+
+
 # -- kernel snippets ---------------------------------------------------------------------
 
 #: opens a comm from the kernel and sends two messages on it; the cell's value is its id

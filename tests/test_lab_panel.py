@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from helpers import BROWSER_TIMEOUT, ServerProcess, needs_browser, wait_for
-from jupyter_server.auth import Authorizer
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 from wsclient import execute_content
 
@@ -44,17 +43,6 @@ def notebook(source: str) -> str:
 
 SLIDER = "import ipywidgets\nslider = ipywidgets.IntSlider(value=7)\nslider"
 BUTTON = "import ipywidgets\nipywidgets.Button(description='Press')"
-
-
-class CommsWriteDeniedAuthorizer(Authorizer):
-    """Says yes when JupyterLab asks `/api/me` whether the user may close comms, and no to
-    the close itself: a permission taken away after the page loaded. Loaded by the server
-    subprocess (the tests folder is on its path)."""
-
-    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
-        if resource == "comms" and action == "write":
-            return type(handler).__name__ == "IdentityHandler"
-        return True
 
 
 class BaseUrlServer(ServerProcess):
@@ -348,7 +336,7 @@ async def test_a_refused_close_is_shown_and_nothing_closes(
     (tmp_path / "slider.ipynb").write_text(notebook(SLIDER))
     # under a base_url: the panel's reads and its DELETE (a 403, not a 404) must find it
     server = BaseUrlServer(
-        tmp_path, ["--ServerApp.authorizer_class=test_lab_panel.CommsWriteDeniedAuthorizer"]
+        tmp_path, ["--ServerApp.authorizer_class=helpers.CommsWriteDeniedAuthorizer"]
     )
     tab = await browser.new_page(viewport={"width": 1280, "height": 800})
     tab.set_default_timeout(BROWSER_TIMEOUT)
