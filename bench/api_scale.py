@@ -2,7 +2,8 @@
 
 One server with the extension, `kernels` kernels each holding `comms // kernels` open
 comms (opened by the kernel, so the mirror learns them from IOPub).  Then:
-- `GET /api/comms` latency (p50/p95) and response size;
+- `GET /api/comms` latency (p50/p95) and response size, and filtered to one kernel and
+  one target;
 - today's alternative: `comm_info_request` on every kernel's shell (over its websocket,
   as a frontend would), waiting for all replies: with every kernel idle, and with one
   kernel busy in a 5 s cell (the reply waits for the cell; the mirror does not).
@@ -38,9 +39,9 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def get_comms(server: Server) -> tuple[float, int, int]:
+async def get_comms(server: Server, path: str = "/api/comms") -> tuple[float, int, int]:
     t0 = time.perf_counter()
-    resp = await server.api("GET", "/api/comms", raw=True)
+    resp = await server.api("GET", path, raw=True)
     ms = (time.perf_counter() - t0) * 1e3
     return ms, len(resp.body), resp.body.count(b'"comm_id"')
 
@@ -78,6 +79,8 @@ async def run(
         listed = count
         await get_comms(server)  # warm
         idle = [(await get_comms(server))[0] for _ in range(requests)]
+        one = f"/api/comms?kernel_id={ids[0]}&target_name=jupyter.widget"
+        filtered = [(await get_comms(server, one))[0] for _ in range(requests)]
         asked_idle = [await ask_kernels(clients, 60) for _ in range(max(3, requests // 5))]
         # one kernel busy: the mirror answers at once, comm_info waits for the cell
         await clients[0].execute(f"import time; time.sleep({busy_seconds})", wait=False)
@@ -94,6 +97,7 @@ async def run(
             "listed": listed,
             "response_bytes": size,
             "get_api_comms_idle": percentiles(idle),
+            "get_api_comms_one_kernel_one_target": percentiles(filtered),
             "get_api_comms_one_kernel_busy": percentiles(busy),
             "comm_info_request_all_idle": percentiles(asked_idle),
             "comm_info_request_one_busy_ms": asked_busy,

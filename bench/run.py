@@ -368,7 +368,12 @@ def print_rest(report: dict) -> None:
     p = print
     api = report["api"]
     p(f"\n2. GET /api/comms, {api['comms']} comms over {api['kernels']} kernels")
-    keys = ("get_api_comms_idle", "get_api_comms_one_kernel_busy", "comm_info_request_all_idle")
+    keys = (
+        "get_api_comms_idle",
+        "get_api_comms_one_kernel_one_target",
+        "get_api_comms_one_kernel_busy",
+        "comm_info_request_all_idle",
+    )
     for key in keys:
         s = api[key]
         p(f"{key:<34} p50 {s['p50_ms']:8.1f} ms  p95 {s['p95_ms']:8.1f} ms  (n={s['n']})")
