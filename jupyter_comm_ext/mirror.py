@@ -111,10 +111,6 @@ class CommMirror(LoggingConfigurable):
 
     def kernel_sent(self, kernel_id: str, comm: CommMessage) -> None:
         """A comm message the kernel published (seen once, on the watcher)."""
-        if comm.session:
-            watcher = self.watchers.get(kernel_id)
-            if watcher is not None:
-                watcher.kernel_session = comm.session
         self._observe(kernel_id, comm, reg.FROM_KERNEL, None)
 
     def _observe(self, kernel_id: str, comm: CommMessage, direction: str, session: Any) -> None:

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,22 @@ async def run_command(tab: Any, label: str) -> None:
     await palette.locator(".lm-CommandPalette-item", has_text=label).first.click()
 
 
+@asynccontextmanager
+async def lab_tab(browser: Any, server: ServerProcess, failed_shot: Path | None) -> Any:
+    """A tab for one test; on failure a screenshot of it (if named); the server stops after."""
+    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    try:
+        yield tab
+    except BaseException:
+        if failed_shot is not None:
+            await tab.screenshot(path=failed_shot)
+        raise
+    finally:
+        await tab.close()
+        server.stop()
+
+
 @needs_browser
 @pytest.mark.timeout(300)
 async def test_panel_follows_and_closes_widget_comms(
@@ -177,9 +194,7 @@ async def test_panel_follows_and_closes_widget_comms(
     (tmp_path / "slider.ipynb").write_text(notebook(SLIDER))
     (tmp_path / "button.ipynb").write_text(notebook(BUTTON))
     server = ServerProcess(tmp_path, extension=True)
-    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
-    tab.set_default_timeout(BROWSER_TIMEOUT)
-    try:
+    async with lab_tab(browser, server, screenshots / "lab-panel-failed.png") as tab:
         await open_lab(tab, server, "slider.ipynb")
         await run_cell(tab, ".widget-slider")
         slider_kernel = await kernel_of(server, "slider.ipynb")
@@ -271,12 +286,6 @@ async def test_panel_follows_and_closes_widget_comms(
         await panel.get_by_text(f"Closed {len(rest)} comm").wait_for()
         assert not await open_ids(server, button_kernel)
         await button_group.get_by_text("No open comms.").wait_for()
-    except BaseException:
-        await tab.screenshot(path=screenshots / "lab-panel-failed.png")
-        raise
-    finally:
-        await tab.close()
-        server.stop()
 
 
 async def moved_and_shown(panel: Any, moved: Any) -> bool:
@@ -293,9 +302,7 @@ async def test_read_only_user_sees_comms_and_no_close_controls(
     server = ServerProcess(
         tmp_path, extension=True, args=["--ServerApp.authorizer_class=helpers.ReadOnlyAuthorizer"]
     )
-    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
-    tab.set_default_timeout(BROWSER_TIMEOUT)
-    try:
+    async with lab_tab(browser, server, screenshots / "lab-read-only-failed.png") as tab:
         await open_lab(tab, server, "slider.ipynb")
         await run_cell(tab, ".widget-slider")
         kernel_id = await kernel_of(server, "slider.ipynb")
@@ -320,12 +327,6 @@ async def test_read_only_user_sees_comms_and_no_close_controls(
         await palette.locator("input").fill("Close idle comms")
         item = palette.locator(".lm-CommandPalette-item", has_text="Close idle comms…")
         assert "lm-mod-disabled" in (await item.get_attribute("class") or "")
-    except BaseException:
-        await tab.screenshot(path=screenshots / "lab-read-only-failed.png")
-        raise
-    finally:
-        await tab.close()
-        server.stop()
 
 
 @needs_browser
@@ -338,9 +339,7 @@ async def test_a_refused_close_is_shown_and_nothing_closes(
     server = BaseUrlServer(
         tmp_path, ["--ServerApp.authorizer_class=helpers.CommsWriteDeniedAuthorizer"]
     )
-    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
-    tab.set_default_timeout(BROWSER_TIMEOUT)
-    try:
+    async with lab_tab(browser, server, screenshots / "lab-refused-failed.png") as tab:
         await open_lab(tab, server, "slider.ipynb")
         await run_cell(tab, ".widget-slider")
         kernel_id = await kernel_of(server, "slider.ipynb")
@@ -355,12 +354,6 @@ async def test_a_refused_close_is_shown_and_nothing_closes(
         assert "403" in (await alert.text_content() or ""), await alert.text_content()
         assert await open_ids(server, kernel_id) == comms
         await tab.locator(".widget-slider").wait_for()  # the view is still there
-    except BaseException:
-        await tab.screenshot(path=screenshots / "lab-refused-failed.png")
-        raise
-    finally:
-        await tab.close()
-        server.stop()
 
 
 @needs_browser
@@ -368,18 +361,13 @@ async def test_panel_says_when_the_server_extension_is_off(
     tmp_path: Path, browser: Any, screenshots: Path
 ) -> None:
     server = ServerProcess(tmp_path, extension=False)
-    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
-    tab.set_default_timeout(BROWSER_TIMEOUT)
-    try:
+    async with lab_tab(browser, server, None) as tab:
         await open_lab(tab, server)
         panel = await show_panel(tab)
         await panel.get_by_text(
             "The comms server extension is not enabled on this server."
         ).wait_for()
         await panel.screenshot(path=screenshots / "lab-panel-disabled.png")
-    finally:
-        await tab.close()
-        server.stop()
 
 
 #: 10,000 comms from a kernel no notebook uses (no frontend answers them)
@@ -395,9 +383,7 @@ async def test_panel_pages_ten_thousand_comms_of_a_kernel_without_session(
     tmp_path: Path, browser: Any, screenshots: Path
 ) -> None:
     server = ServerProcess(tmp_path, extension=True)
-    tab = await browser.new_page(viewport={"width": 1280, "height": 800})
-    tab.set_default_timeout(BROWSER_TIMEOUT)
-    try:
+    async with lab_tab(browser, server, screenshots / "lab-10000-failed.png") as tab:
         kernel_id = await server.start_kernel()
         ws = await server.connect(kernel_id, "v1")
         # send the code and go: the server mirrors the kernel's comms with no frontend
@@ -424,9 +410,3 @@ async def test_panel_pages_ten_thousand_comms_of_a_kernel_without_session(
         await group.get_by_role("button", name="Show 50 more (100 of 10,000 shown)").wait_for()
         assert await rows.count() == 100
         await panel.screenshot(path=screenshots / "lab-panel-10000.png")
-    except BaseException:
-        await tab.screenshot(path=screenshots / "lab-10000-failed.png")
-        raise
-    finally:
-        await tab.close()
-        server.stop()

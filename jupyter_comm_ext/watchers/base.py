@@ -40,8 +40,8 @@ class KernelWatcher(ABC):
         self.on_comm = on_comm
         self.on_problem = on_problem
         self.log = log
-        #: the kernel's own Session id, learnt from its messages (by the mirror): a
-        #: comm_close the server sends to frontends on the kernel's behalf must carry it.
+        #: the kernel's own Session id, learnt from its messages: a comm_close the server
+        #: sends to frontends on the kernel's behalf must carry it.
         self.kernel_session: str | None = None
 
     @abstractmethod
@@ -67,3 +67,9 @@ class KernelWatcher(ABC):
     @abstractmethod
     def close(self) -> None:
         """Stop watching (the kernel is gone, or the server stops)."""
+
+    def _seen(self, comm: CommMessage) -> None:
+        """A comm message of the kernel's: note its session, hand it on."""
+        if comm.session:
+            self.kernel_session = comm.session
+        self.on_comm(self.kernel_id, comm)

@@ -116,7 +116,7 @@ class GatewayKernelWatcher(KernelWatcher):
                 return
             channel, comm = from_ws_legacy(frame, self.pack)
             if comm is not None and channel == "iopub":
-                self.on_comm(self.kernel_id, comm)
+                self._seen(comm)
         except Exception as e:
             self.on_problem(self.kernel_id, e)
 

@@ -108,7 +108,7 @@ class IOPubWatcher(KernelWatcher):
         try:
             comm = from_zmq(msg_list)
             if comm is not None:
-                self.on_comm(self.kernel_id, comm)
+                self._seen(comm)
         except Exception as e:
             self.on_problem(self.kernel_id, e)
 
