@@ -19,6 +19,10 @@ from . import protocol
 from .problems import RateLimitedLog
 from .protocol import V1_SUBPROTOCOL, BadFraming, InvalidUnicode, MalformedMessage
 
+#: frames a websocket writes without a pause before Nagle's algorithm may pack them (see
+#: `CommTap.websocket_push_interval`); an execute or a widget round trip writes fewer
+FLOOD_FRAMES = 16
+
 
 class CommTap(LoggingConfigurable):
     """What the tap does to the kernel websocket path, besides mirroring it."""
@@ -48,10 +52,12 @@ class CommTap(LoggingConfigurable):
     websocket_push_interval = Float(
         0.001,
         config=True,
-        help="""With `websocket_nodelay`: once a websocket's frames stop for this many
-        seconds, push out what Nagle's algorithm still holds. Frames written together still
-        leave together, and a flood is left to Nagle (less CPU than one segment per frame).
-        0 sets TCP_NODELAY instead: every frame leaves at once, as its own segment.""",
+        help="""With `websocket_nodelay`: frames leave at once (TCP_NODELAY) while a
+        websocket writes a few at a time (a widget's round trip: status, echo, status);
+        once it writes `FLOOD_FRAMES` frames with no pause of this many seconds, Nagle's
+        algorithm packs the rest of the flood (less CPU than one segment per frame), and
+        when the frames stop for this long, what it holds is pushed out and frames leave
+        at once again. 0: TCP_NODELAY always, floods included.""",
     )
 
     mirror = Instance("jupyter_comm_ext.mirror.CommMirror")
@@ -88,12 +94,13 @@ class TapMixin:
         handler = self.websocket_handler
         return getattr(handler, "selected_subprotocol", None) == V1_SUBPROTOCOL
 
-    #: seconds within which held frames are pushed out (0: never, or TCP_NODELAY is set)
+    #: seconds of quiet that end a burst of frames (0: no bursts, or TCP_NODELAY is off)
     _push_interval: float = 0
     #: the timer that will push this websocket's held frames out (see `_push`)
     _push_pending: Any = None
-    #: event-loop time of the last frame written
+    #: event-loop time of the last frame written, and frames written since the last pause
     _last_write: float = 0.0
+    _burst: int = 0
     #: the connection's IOLoop (looking it up per message costs more than the rest of the tap)
     _loop: Any = None
 
@@ -101,8 +108,8 @@ class TapMixin:
         tap = self.comm_tap
         tap.mirror.add_connection(self)
         self._loop = IOLoop.current()
-        self._push_interval = tap.websocket_push_interval if tap.websocket_nodelay else 0
-        if tap.websocket_nodelay and not self._push_interval:
+        if tap.websocket_nodelay:
+            self._push_interval = tap.websocket_push_interval
             self._set_nodelay()
         return tap.mirror.when_watched(self, super().connect())  # type: ignore[misc]
 
@@ -199,13 +206,32 @@ class TapMixin:
                 e,
             )
         if self._push_interval:
-            self._last_write = self._loop.time()
-            if self._push_pending is None:
-                self._push_pending = self._loop.call_later(self._push_interval, self._push)
+            now = self._loop.time()
+            if now - self._last_write >= self._push_interval:
+                self._burst = 0
+            self._last_write = now
+            self._burst += 1
+            if self._burst == FLOOD_FRAMES:
+                self._coalesce()
+
+    def _tcp_socket(self) -> socket.socket | None:
+        conn = self.websocket_handler.ws_connection if self.websocket_handler else None
+        return conn.stream.socket if conn is not None and conn.stream is not None else None
+
+    def _coalesce(self) -> None:
+        """A flood: let Nagle's algorithm pack its frames until they stop (see `_push`)."""
+        sock = self._tcp_socket()
+        if sock is None or self._push_pending is not None:
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        except OSError:
+            return
+        self._push_pending = self._loop.call_later(self._push_interval, self._push)
 
     def _push(self) -> None:
-        """Send what Nagle's algorithm holds once the frames stop: setting TCP_NODELAY pushes
-        pending segments, clearing it again lets the next frames coalesce (see
+        """Once a flood's frames stop, send what Nagle's algorithm holds: setting TCP_NODELAY
+        pushes pending segments, and leaves the next frames to go at once (see
         `CommTap.websocket_nodelay`).  While frames keep coming, Nagle is left to pack them.
         """
         quiet = self._loop.time() - self._last_write
@@ -213,12 +239,10 @@ class TapMixin:
             self._push_pending = self._loop.call_later(self._push_interval - quiet, self._push)
             return
         self._push_pending = None
-        conn = self.websocket_handler.ws_connection if self.websocket_handler else None
-        sock = conn.stream.socket if conn is not None and conn.stream is not None else None
+        sock = self._tcp_socket()
         if sock is None:
             return
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
         except OSError:
             pass

@@ -25,19 +25,46 @@ def server_side_nodelay(connection) -> int:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
+#: many frames, faster than the server relays them: one burst, no pause between frames
+FLOOD = "for i in range(2000): print(i, flush=True)"
+
+
+def record(connection, name: str) -> list[int]:
+    """Record each call of a connection's `name` method, then call it."""
+    calls: list[int] = []
+    method = getattr(connection, name)
+    setattr(connection, name, lambda: (calls.append(server_side_nodelay(connection)), method()))
+    return calls
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_held_frames_are_pushed_out(jp_serverapp, jp_ws_fetch, start_kernel, protocol):
-    """By default Nagle stays on (frames written together leave together) and what it holds
-    is pushed out shortly after."""
+async def test_few_frames_leave_at_once(jp_serverapp, jp_ws_fetch, start_kernel, protocol):
+    """By default each frame leaves at once: an execute's few frames arm no push timer."""
     kernel_id = await start_kernel()
     ws = await KernelWS.connect(jp_ws_fetch, kernel_id, protocol)
     connection = connection_of(jp_serverapp, kernel_id)
-    pushes = []
-    push = connection._push
-    connection._push = lambda: (pushes.append(1), push())
+    coalesced = record(connection, "_coalesce")
+    assert server_side_nodelay(connection)
     await ws.execute("pass")  # the relay still works
+    assert server_side_nodelay(connection)
+    assert connection._push_pending is None
+    assert not coalesced
+    ws.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_flood_is_packed_then_pushed(jp_serverapp, jp_ws_fetch, start_kernel, protocol):
+    """In a flood Nagle packs the frames; once they stop, what it holds is pushed out and
+    frames leave at once again."""
+    kernel_id = await start_kernel()
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, protocol)
+    connection = connection_of(jp_serverapp, kernel_id)
+    coalesced, pushes = record(connection, "_coalesce"), record(connection, "_push")
+    await ws.execute(FLOOD, timeout=60)
+    assert coalesced, "a 2,000-frame flood never counted as one"
     await wait_for(lambda: pushes and connection._push_pending is None, what="a push")
-    assert not server_side_nodelay(connection)  # Nagle back on after the push
+    assert server_side_nodelay(connection)  # frames leave at once again
+    assert pushes[-1] == 0  # and Nagle was packing until the push
     ws.close()
 
 
@@ -53,8 +80,9 @@ class TestNodelayForGood:
         ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
         connection = connection_of(jp_serverapp, kernel_id)
         assert server_side_nodelay(connection)
-        await ws.execute("pass")
-        assert connection._push_pending is None  # nothing to push: every frame left at once
+        await ws.execute(FLOOD, timeout=60)
+        assert server_side_nodelay(connection)  # floods too: every frame left at once
+        assert connection._push_pending is None
         ws.close()
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from jupyter_client.connect import ConnectionFileMixin
+from tornado.ioloop import IOLoop
 
 from ..control import CommInfo, request_comm_info, send_comm_close
 from ..protocol import CommMessage, from_zmq
@@ -28,6 +29,8 @@ from .base import KernelUnreachable, KernelWatcher
 
 #: most messages handled per wake-up before yielding to the rest of the server
 BATCH = 500
+#: plain ints: pyzmq's enum members cost a conversion per use, and flush runs per message
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 class IOPubWatcher(KernelWatcher):
@@ -48,15 +51,15 @@ class IOPubWatcher(KernelWatcher):
         self.queue_limit = queue_limit
         self.socket: Any = None
         self._queued: Any = None
-        self._reader: asyncio.Future | None = None
+        self._loop: IOLoop | None = None
+        self._fd: int | None = None
         self._handshake: asyncio.Future | None = None
         self.connect()
 
     def connect(self) -> None:
         """(Re)subscribe; after a restart the kernel's ports may have changed."""
         self.close()
-        # The plain connect_iopub of jupyter_client, not the ZMQStream-returning override:
-        # an asyncio socket lets one wake-up read every message already queued.
+        # The plain connect_iopub of jupyter_client, not the ZMQStream-returning override.
         socket = ConnectionFileMixin.connect_iopub(self.kernel_manager)
         # Far above the default of 1000: a burst of comm messages (10,000 widgets opened in a
         # loop) must not be dropped while the server is busy, and miscounted; bounded, so a
@@ -66,24 +69,25 @@ class IOPubWatcher(KernelWatcher):
         for topic in self.topics:
             socket.setsockopt(zmq.SUBSCRIBE, topic)
         self.socket = socket
-        # The same socket without asyncio's wrapper, for draining what is already queued: a
-        # non-blocking receive through the wrapper makes a Future per message.
+        # Read with plain non-blocking receives when libzmq's descriptor signals, rather
+        # than awaiting the asyncio wrapper: that makes a Future and a task step per wake-up,
+        # which cost as much as the rest of a widget's comm round trip through the server.
         self._queued = zmq.Socket.shadow(socket.underlying)
-        self._reader = asyncio.ensure_future(self._read(socket))
+        self._loop = IOLoop.current()
+        self._fd = self._queued.FD
+        self._loop.add_handler(self._fd, self._on_readable, IOLoop.READ)
+        # The descriptor is edge-triggered: it signals on new messages, not on those
+        # that were queued before the handler was added.
+        self._loop.add_callback(self._on_readable)
         # Subscribing is asynchronous: whatever the kernel publishes before the handshake
         # is lost to us. `subscribed()` tells when it is done.
         self._handshake = asyncio.ensure_future(self._await_handshake(socket))
 
-    async def _read(self, socket: zmq.asyncio.Socket) -> None:
-        try:
-            while True:
-                self._on_recv(await socket.recv_multipart())
-                # what is already queued, without another wake-up; in a flood, let the
-                # rest of the server run between batches
-                if self.flush() == BATCH:
-                    await asyncio.sleep(0)
-        except zmq.ZMQError:  # closed under us: the kernel is gone or restarting
-            return
+    def _on_readable(self, fd: int | None = None, events: int | None = None) -> None:
+        # in a flood, let the rest of the server run between batches; what is left does
+        # not signal the descriptor again, so come back for it on the next turn
+        if self.flush() == BATCH:
+            self._loop.add_callback(self._on_readable)
 
     async def _await_handshake(self, socket: zmq.Socket) -> None:
         monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
@@ -130,19 +134,21 @@ class IOPubWatcher(KernelWatcher):
 
     def flush(self) -> int:
         """Handle the messages the socket already holds (at most `BATCH`), now."""
+        queued = self._queued
         if self.socket is None or self.socket.closed:
             return 0
         for handled in range(BATCH):
-            try:
-                self._on_recv(self._queued.recv_multipart(zmq.NOBLOCK))
-            except zmq.Again:
+            if not queued.getsockopt(_EVENTS) & _POLLIN:
                 return handled
+            self._on_recv(queued.recv_multipart(zmq.NOBLOCK))
         return BATCH
 
     def close(self) -> None:
-        for task in (self._handshake, self._reader):
-            if task is not None:
-                task.cancel()
+        if self._fd is not None:
+            self._loop.remove_handler(self._fd)
+            self._fd = None
+        if self._handshake is not None:
+            self._handshake.cancel()
         if self.socket is not None and not self.socket.closed:
             self.socket.close(linger=0)
         self.socket = None
