@@ -141,9 +141,9 @@ class CommsBaseHandler(APIHandler):
     def write_models(self, records: list[CommRecord] | CommRecord) -> None:
         self.set_header("Content-Type", "application/json")
         if isinstance(records, CommRecord):
-            self.finish(records.to_json())
+            self.finish(orjson.dumps(records.to_json()))
         else:
-            self.finish(b"[" + b",".join([r.to_json() for r in records]) + b"]")
+            self.finish(orjson.dumps([r.to_json() for r in records]))
 
 
 def encode_cursor(key: tuple[float, str]) -> str:

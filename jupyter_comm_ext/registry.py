@@ -105,7 +105,7 @@ class CommRecord:
     kernel_told: bool = False
     #: the model as JSON, and the (last_activity, status) it was made at: every change to a
     #: record moves one of the two, so `GET /api/comms` re-encodes only the comms that changed
-    _json: bytes | None = None
+    _json: orjson.Fragment | None = None
     _json_at: float = -1.0
     _json_status: str = ""
 
@@ -122,14 +122,18 @@ class CommRecord:
     def idle_seconds(self, now: float) -> float:
         return now - self.last_activity
 
-    def to_json(self) -> bytes:
-        """The REST model as JSON, re-encoded only when the record changed since."""
+    def to_json(self) -> orjson.Fragment:
+        """The REST model as JSON, re-encoded only when the record changed since.
+
+        A fragment, so a list of 10,000 of them is written by one `orjson.dumps` into one
+        buffer (joining bytes and adding brackets copies the whole answer twice more).
+        """
         if (
             self._json is None
             or self._json_at != self.last_activity
             or self._json_status != self.status
         ):
-            self._json = orjson.dumps(self.to_model())
+            self._json = orjson.Fragment(orjson.dumps(self.to_model()))
             self._json_at, self._json_status = self.last_activity, self.status
         return self._json
 
