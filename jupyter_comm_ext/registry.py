@@ -311,6 +311,8 @@ class CommRegistry:
             candidates = self.live_records()
         else:
             candidates = self.records()
+        if flt == CommFilter(status=flt.status):  # the default list: no call per record
+            return [r for r in candidates if flt.status in ("all", r.status)]
         return [r for r in candidates if flt.matches(r, now)]
 
     def __len__(self) -> int:
