@@ -16,12 +16,14 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,10 @@ from bench.servers import Server  # noqa: E402
 
 FULL = {
     "rounds": 3,
-    "flood_n": 20_000,
-    "rt_n": 500,
+    # relay: slices per case, each server once per slice; messages or round trips per slice
+    "slices": {"comm": 60, "stream": 60, "roundtrip": 200},
+    "flood_n": 1000,
+    "rt_n": 25,
     "browser_rounds": 2,
     "browser_n": 200,
     "fanout": {"frontends": [10, 50], "n": 500},
@@ -47,8 +51,9 @@ FULL = {
 }
 SMOKE = {
     "rounds": 1,
+    "slices": {"comm": 2, "stream": 2, "roundtrip": 2},
     "flood_n": 200,
-    "rt_n": 20,
+    "rt_n": 10,
     "browser_rounds": 1,
     "browser_n": 10,
     "fanout": {"frontends": [3], "n": 50},
@@ -142,25 +147,51 @@ class RelayServers:
         await asyncio.gather(*(s.shutdown() for s in self.servers.values()))
 
 
-async def relay_rounds(run: RelayServers, cfg: dict, log: Any) -> dict:
-    """Floods and round trips on stock, extension and stock again, order rotated per round."""
+CASES = ("comm", "stream", "roundtrip")
+#: seconds to let every server finish its last slice's work before the final CPU reading
+SETTLE = 1.0
+
+
+async def relay_slices(run: RelayServers, cfg: dict, log: Any) -> dict:
+    """Floods and round trips on stock, extension and stock again, in short slices.
+
+    This machine's speed drifts by tens of percent over a minute (a VM among neighbours),
+    so a long measurement of one server and then another compares different machines.  A
+    slice is short (a second or less per server), the servers run in a new random order in
+    each, and ratios are taken within a slice, then their median: drift cancels, and many
+    slices give a confidence interval.  A server's CPU is read when each of its slices
+    starts, so a slice owns the work the server does after its client has everything (a
+    watcher's backlog, a push timer) and a case costs what it costs, not what its client saw.
+    """
     main = ["stock", "ext", "stock_aa"]
-    cases = ("comm", "stream", "roundtrip")
-    raw: dict = {p: {c: {s: [] for s in main} for c in cases} for p in PROTOCOLS}
-    for r in range(cfg["rounds"]):
-        for proto in PROTOCOLS:
-            await run.connect(main, proto)
-            for case in cases:
-                for name in rotated(main, r):
+    order = random.Random(0)
+    raw: dict = {p: {c: {s: [] for s in main} for c in CASES} for p in PROTOCOLS}
+    for proto in PROTOCOLS:
+        await run.connect(main, proto)
+        echo = {name: await relay.open_echo(run.clients[name]) for name in main}
+        for case in CASES:
+            units = cfg["rt_n"] if case == "roundtrip" else cfg["flood_n"]
+            marks: dict[str, list[float]] = {name: [] for name in main}
+            for i in range(cfg["slices"][case]):
+                for name in order.sample(main, len(main)):
                     server, c = run.servers[name], run.clients[name]
+                    marks[name].append(server.cpu_seconds())
                     if case == "roundtrip":
                         c.quickack = True  # the relay's cost, without the delayed-ACK stall
-                        res = await relay.roundtrips(server, c, cfg["rt_n"], 300)
+                        res = await relay.roundtrips(c, echo[name], units, 300, first=i * units)
                         c.quickack = False
                     else:
-                        res = await relay.flood(server, c, case, cfg["flood_n"], 600)
+                        res = await relay.flood(c, case, units, 600)
                     raw[proto][case][name].append(res)
-        log(f"relay round {r + 1}/{cfg['rounds']} done")
+            await asyncio.sleep(SETTLE)
+            metric = "server_cpu_us_per_" + ("roundtrip" if case == "roundtrip" else "msg")
+            for name in main:
+                marks[name].append(run.servers[name].cpu_seconds())
+                for res, (a, b) in zip(raw[proto][case][name], pairwise(marks[name]), strict=True):
+                    res[metric] = (b - a) / units * 1e6
+            log(f"relay {proto} {case}: {cfg['slices'][case]} slices done")
+        for name in main:
+            await relay.close_echo(run.clients[name], echo[name])
     return raw
 
 
@@ -195,9 +226,10 @@ async def browser_rounds(run: RelayServers, cfg: dict, log: Any) -> dict:
         for proto in PROTOCOLS:
             await run.connect(browser, proto)
             for name in rotated(browser, r):
-                res = await relay.roundtrips(
-                    run.servers[name], run.clients[name], cfg["browser_n"], 600
-                )
+                c = run.clients[name]
+                comm_id = await relay.open_echo(c)
+                res = await relay.roundtrips(c, comm_id, cfg["browser_n"], 600)
+                await relay.close_echo(c, comm_id)
                 braw[proto][name].append(res)
         log(f"browser-like latency round {r + 1}/{cfg['browser_rounds']} done")
     return braw
@@ -209,7 +241,7 @@ async def run_relay(cfg: dict, code: str | None, log: Any) -> dict[str, Any]:
         await run.start()
         pids = {s.pid for s in run.servers.values()}
         state_before = machine.others(pids)
-        raw = await relay_rounds(run, cfg, log)
+        raw = await relay_slices(run, cfg, log)
         fraw = await fanout_rounds(run, cfg, log)
         braw = await browser_rounds(run, cfg, log)
         state_after = machine.others(pids)
@@ -227,6 +259,20 @@ async def run_relay(cfg: dict, code: str | None, log: Any) -> dict[str, Any]:
     }
 
 
+BOOTSTRAP = 2000
+
+
+def paired(ext: list[float], stock: list[float]) -> dict[str, Any]:
+    """The median of per-slice ratios, and its 95 % bootstrap interval (seeded)."""
+    ratios = [a / b for a, b in zip(ext, stock, strict=True)]
+    draw = random.Random(1)
+    boot = sorted(statistics.median(draw.choices(ratios, k=len(ratios))) for _ in range(BOOTSTRAP))
+    return {
+        "median": statistics.median(ratios),
+        "ci95": [boot[int(BOOTSTRAP * 0.025)], boot[int(BOOTSTRAP * 0.975) - 1]],
+    }
+
+
 def summarize_relay(raw: dict) -> dict:
     out: dict = {}
     for proto, cases in raw.items():
@@ -238,9 +284,14 @@ def summarize_relay(raw: dict) -> dict:
             )
             entry: dict = {}
             for metric in metrics:
-                per = {s: summarize([x[metric] for x in xs]) for s, xs in by_server.items()}
-                per["ratio_ext"] = per["ext"]["median"] / per["stock"]["median"]
-                per["ratio_aa"] = per["stock_aa"]["median"] / per["stock"]["median"]
+                samples = {s: [x[metric] for x in xs] for s, xs in by_server.items()}
+                per: dict = {s: summarize(v) for s, v in samples.items()}
+                ext, aa = (
+                    paired(samples["ext"], samples["stock"]),
+                    paired(samples["stock_aa"], samples["stock"]),
+                )
+                per["ratio_ext"], per["ci_ext"] = ext["median"], ext["ci95"]
+                per["ratio_aa"], per["ci_aa"] = aa["median"], aa["ci95"]
                 entry[metric] = per
             out[f"{proto}/{case}"] = entry
     return out
@@ -316,6 +367,10 @@ def pct(ratio: float) -> str:
     return f"{(ratio - 1) * 100:+.1f}%"
 
 
+def interval(ratio: float, ci: list[float]) -> str:
+    return f"{pct(ratio)} [{pct(ci[0])}, {pct(ci[1])}]"
+
+
 def spread(s: dict, fmt: str = "{:,.0f}") -> str:
     return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
 
@@ -326,11 +381,15 @@ def print_relay(report: dict) -> None:
     p(
         f"\nmachine: {m['cpus']} x {m['cpu_model']}, {m['memory_bytes'] / 2**30:.0f} GiB, "
         f"Linux {m['kernel']}, python {m['python']}; code: {report['code']} "
-        f"({report['git']['commit'][:10]}); rounds {report['config']['rounds']}"
+        f"({report['git']['commit'][:10]}); relay slices {report['config']['slices']}, "
+        f"rounds {report['config']['rounds']}"
     )
     rel = report["relay"]["summary"]
-    p("\n1. relay, stock vs extension (median (min-max); ratio of medians; A/A = stock vs stock)")
-    p(f"{'case':<18}{'metric':<14}{'stock':>24}{'extension':>24}{'ext':>9}{'A/A':>9}")
+    p(
+        "\n1. relay, stock vs extension, in interleaved slices: per-server median (min-max) "
+        "over slices; ext and A/A are medians of per-slice ratios to stock [95% interval]"
+    )
+    p(f"{'case':<18}{'metric':<15}{'stock':>22}{'extension':>22}{'ext':>22}{'A/A':>22}")
     for key, entry in rel.items():
         for metric, per in entry.items():
             fmt = "{:,.2f}" if metric.endswith("_ms") else "{:,.0f}"
@@ -342,8 +401,9 @@ def print_relay(report: dict) -> None:
                 "server_cpu_us_per_roundtrip": "srv CPU us/rt",
             }[metric]
             p(
-                f"{key:<18}{label:<14}{spread(per['stock'], fmt):>24}"
-                f"{spread(per['ext'], fmt):>24}{pct(per['ratio_ext']):>9}{pct(per['ratio_aa']):>9}"
+                f"{key:<18}{label:<15}{spread(per['stock'], fmt):>22}{spread(per['ext'], fmt):>22}"
+                f"{interval(per['ratio_ext'], per['ci_ext']):>22}"
+                f"{interval(per['ratio_aa'], per['ci_aa']):>22}"
             )
     p("   (round trips here with a client that sets TCP_QUICKACK: the relay's own latency)")
     p("\n1c. many frontends on one kernel, comm flood: per delivered message")
