@@ -12,7 +12,7 @@ import inspect
 from typing import Any
 
 from jupyter_client.session import Session
-from traitlets import Float, Instance, Int, List, Unicode
+from traitlets import Bool, Float, Instance, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from . import registry as reg
@@ -49,21 +49,34 @@ class CommMirror(LoggingConfigurable):
         help="How many closed comms to remember (over all kernels) for `status=closed`.",
     )
 
+    share_activity_stream = Bool(
+        True,
+        config=True,
+        help="""Read each local kernel's comm messages from the IOPub subscription that
+        jupyter_server's kernel manager already keeps on it to track activity, rather than
+        from a subscription of the mirror's own: the server then receives each kernel
+        message once, not twice (the second receive was most of the extension's CPU in a
+        comm flood). The mirror subscribes itself when this is off, or when the kernel
+        manager keeps no such subscription.""",
+    )
+
     iopub_topics = List(
         Unicode(),
         default_value=["comm-"],
         config=True,
-        help="""ZMQ topic prefixes the mirror subscribes to on each kernel's IOPub.
-        ipykernel and the `comm` package publish comm messages under `comm-<comm_id>`,
-        which lets libzmq filter all other output out before it reaches the server.
-        Use [""] for kernels that publish comm messages without that topic.""",
+        help="""ZMQ topic prefixes of the mirror's own IOPub subscription (see
+        `share_activity_stream`; the shared one takes every topic). ipykernel and the
+        `comm` package publish comm messages under `comm-<comm_id>`, which lets libzmq
+        filter all other output out before it reaches the server. Use [""] for kernels
+        that publish comm messages without that topic.""",
     )
 
     iopub_queue_limit = Int(
         50_000,
         config=True,
-        help="""How many of a kernel's comm messages may wait for the server to read them
-        (the ZMQ receive high-water mark of the mirror's IOPub subscription). A kernel that
+        help="""How many of a kernel's messages may wait for the server to read them (the
+        ZMQ receive high-water mark of the IOPub subscription the mirror reads, shared or
+        its own; stock's is 1000). A kernel that
         publishes faster than a busy server reads (10,000 widgets opened in a loop) is
         counted exactly up to that backlog; past it libzmq drops the excess (counts fall
         short; the comms themselves are recovered by the next reconcile), which bounds the
@@ -183,6 +196,7 @@ class CommMirror(LoggingConfigurable):
                 self.log,
                 self.iopub_topics,
                 self.iopub_queue_limit,
+                self.share_activity_stream,
             )
         self.watchers[kernel_id] = watcher
         self.registry.add_kernel(kernel_id)

@@ -20,8 +20,8 @@ from .problems import RateLimitedLog
 from .protocol import V1_SUBPROTOCOL, BadFraming, InvalidUnicode, MalformedMessage
 
 #: frames a websocket writes without a pause before Nagle's algorithm may pack them (see
-#: `CommTap.websocket_push_interval`); an execute or a widget round trip writes fewer
-FLOOD_FRAMES = 16
+#: `CommTap.websocket_push_interval`); a widget's round trip writes three (busy, echo, idle)
+FLOOD_FRAMES = 4
 
 
 class CommTap(LoggingConfigurable):
@@ -214,20 +214,10 @@ class TapMixin:
             if self._burst == FLOOD_FRAMES:
                 self._coalesce()
 
-    def _tcp_socket(self) -> socket.socket | None:
-        conn = self.websocket_handler.ws_connection if self.websocket_handler else None
-        return conn.stream.socket if conn is not None and conn.stream is not None else None
-
     def _coalesce(self) -> None:
         """A flood: let Nagle's algorithm pack its frames until they stop (see `_push`)."""
-        sock = self._tcp_socket()
-        if sock is None or self._push_pending is not None:
-            return
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-        except OSError:
-            return
-        self._push_pending = self._loop.call_later(self._push_interval, self._push)
+        if self._push_pending is None and self._tcp_nodelay(False):
+            self._push_pending = self._loop.call_later(self._push_interval, self._push)
 
     def _push(self) -> None:
         """Once a flood's frames stop, send what Nagle's algorithm holds: setting TCP_NODELAY
@@ -239,10 +229,19 @@ class TapMixin:
             self._push_pending = self._loop.call_later(self._push_interval - quiet, self._push)
             return
         self._push_pending = None
-        sock = self._tcp_socket()
+        self._tcp_nodelay(True)
+
+    def _tcp_nodelay(self, on: bool) -> bool:
+        """Set TCP_NODELAY on the websocket's socket; False if there is none (it closed)."""
+        conn = self.websocket_handler.ws_connection if self.websocket_handler else None
+        sock = conn.stream.socket if conn is not None and conn.stream is not None else None
         if sock is None:
-            return
+            return False
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(on))
+            return True
+        except OSError as e:  # closing under us
+            self.comm_tap.problems.warning(
+                "nodelay", self.kernel_id, "Could not set TCP_NODELAY: %r", e
+            )
+            return False

@@ -389,7 +389,11 @@ async def test_malformed_kernel_messages_do_not_silence_iopub(
     logged = messages(records)
     assert any(f"Dropped a malformed message from kernel {kernel_id}" in m for m in logged)
     assert any(f"Unreadable comm message from kernel {kernel_id}" in m for m in logged)
-    # (stock's own activity tracker, MappingKernelManager.record_activity, does raise)
+    # stock's own activity tracker (MappingKernelManager.record_activity) raises on them:
+    # the watcher, reading the same subscription, logs it and reads on
+    assert any(
+        f"activity tracker could not read a message from kernel {kernel_id}" in m for m in logged
+    )
     assert not [tb for tb in tracebacks(records) if "handle_outgoing_message" in tb]
     for ws in frontends:
         ws.close()

@@ -6,12 +6,13 @@ mechanism is checked (socket options and pushes), never a timing.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
-from helpers import wait_for
+from helpers import ECHO_TARGET, wait_for
 from traitlets.config import Config
-from wsclient import PROTOCOLS, KernelWS
+from wsclient import PROTOCOLS, KernelWS, comm_msgs
 
 
 def connection_of(jp_serverapp, kernel_id: str):
@@ -39,16 +40,25 @@ def record(connection, name: str) -> list[int]:
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_few_frames_leave_at_once(jp_serverapp, jp_ws_fetch, start_kernel, protocol):
-    """By default each frame leaves at once: an execute's few frames arm no push timer."""
+    """By default each frame leaves at once: a widget's round trip (status busy, the echo,
+    status idle) arms no push timer and leaves TCP_NODELAY on."""
     kernel_id = await start_kernel()
     ws = await KernelWS.connect(jp_ws_fetch, kernel_id, protocol)
     connection = connection_of(jp_serverapp, kernel_id)
-    coalesced = record(connection, "_coalesce")
     assert server_side_nodelay(connection)
-    await ws.execute("pass")  # the relay still works
+    await ws.execute(ECHO_TARGET)  # an execute writes more frames: it may be packed
+    await ws.send("comm_open", {"comm_id": "rt", "target_name": "echo", "data": {}})
+    await wait_for(lambda: connection._push_pending is None, what="the execute pushed out")
+    coalesced = record(connection, "_coalesce")
+    for i in range(3):
+        await asyncio.sleep(0.05)  # a user's pace: each round trip its own burst
+        await ws.send("comm_msg", {"comm_id": "rt", "data": {"i": i}})
+        echo = await ws.recv(comm_msgs(ws, "comm_msg", "rt"))
+        assert echo["content"]["data"] == {"echo": {"i": i}}
+    await asyncio.sleep(0.05)  # the status idle after the echo
+    assert not coalesced
     assert server_side_nodelay(connection)
     assert connection._push_pending is None
-    assert not coalesced
     ws.close()
 
 

@@ -2,19 +2,26 @@
 
 Frontend connections each get their own copy of IOPub, so counting there would count a
 message once per frontend and miss it when none is connected.  Counting on one of them
-while any is connected was tried (one receive per message fewer) and dropped: a frontend's
-socket has a high-water mark of 1000, so a burst a busy server reads late is dropped there,
-and what waits unread when the frontend disconnects goes to jupyter_server's replay buffer,
-not through the relay (measured: 6,330 of 100,000 comm_open counted, bench/soak.py).  The
-watcher subscribes once, and only to the `comm-` topic that ipykernel and the `comm`
-package publish comm messages under, so libzmq filters every other message out before it
-reaches the server.
+while any is connected was tried and dropped: a frontend's socket has a high-water mark of
+1000, so a burst a busy server reads late is dropped there, and what waits unread when the
+frontend disconnects goes to jupyter_server's replay buffer, not through the relay
+(measured: 6,330 of 100,000 comm_open counted, bench/soak.py).
+
+jupyter_server's kernel manager already keeps one subscription per kernel, whoever is
+connected, to track activity (`MappingKernelManager.start_watching_activity`): the watcher
+reads the same messages there, so a kernel's comm message is received once by the server,
+not twice, and raises that subscription's high-water mark to `queue_limit` so bursts are
+not dropped.  For kernel managers that keep none (or with `share_activity_stream` off) the
+watcher subscribes itself, to the `comm-` topic only that ipykernel and the `comm` package
+publish comm messages under, so libzmq filters every other message out before it reaches
+the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,13 +29,17 @@ import zmq
 import zmq.asyncio
 from jupyter_client.connect import ConnectionFileMixin
 from tornado.ioloop import IOLoop
+from zmq.eventloop.zmqstream import ZMQStream
 
 from ..control import CommInfo, request_comm_info, send_comm_close
+from ..problems import RateLimitedLog
 from ..protocol import CommMessage, from_zmq
 from .base import KernelUnreachable, KernelWatcher
 
 #: most messages handled per wake-up before yielding to the rest of the server
 BATCH = 500
+#: seconds to wait for jupyter_server's own subscription to a starting kernel
+SHARE_WAIT = 60.0
 #: plain ints: pyzmq's enum members cost a conversion per use, and flush runs per message
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
@@ -45,10 +56,20 @@ class IOPubWatcher(KernelWatcher):
         log: logging.Logger | logging.LoggerAdapter,
         topics: Sequence[str],
         queue_limit: int,
+        share_activity_stream: bool = True,
     ) -> None:
         super().__init__(kernel_id, kernel_manager, on_comm, on_problem, log)
         self.topics = [t.encode() for t in topics]
         self.queue_limit = queue_limit
+        self.share_activity_stream = share_activity_stream
+        #: the kernel manager's activity subscription while we read it, and its own callback
+        self.shared: ZMQStream | None = None
+        self._stock_callback: Callable[[list[bytes]], Any] | None = None
+        self._heard: asyncio.Event | None = None
+        self.problems = RateLimitedLog(log)
+        #: deciding which subscription to read while the kernel starts
+        self._choosing: asyncio.Future | None = None
+        #: our own subscription, when there is none to share
         self.socket: Any = None
         self._queued: Any = None
         self._loop: IOLoop | None = None
@@ -57,8 +78,68 @@ class IOPubWatcher(KernelWatcher):
         self.connect()
 
     def connect(self) -> None:
-        """(Re)subscribe; after a restart the kernel's ports may have changed."""
+        """(Re)connect; after a restart the kernel's ports may have changed."""
         self.close()
+        if not self.share_activity_stream:
+            self._subscribe()
+        elif (stream := self._activity_stream()) is not None:
+            self._share(stream)
+        else:
+            self._choosing = asyncio.ensure_future(self._share_once_watched())
+
+    async def _share_once_watched(self) -> None:
+        """A starting kernel is listed before jupyter_server subscribes to it (right after
+        the kernel is ready); wait for that subscription, bounded, then share it, or
+        subscribe ourselves if none comes.  No signal marks the moment, so this polls."""
+        deadline = time.monotonic() + SHARE_WAIT
+        ready = getattr(self.kernel_manager, "ready", None)
+        polls_after_ready = 5
+        while (stream := self._activity_stream()) is None and time.monotonic() < deadline:
+            if ready is not None and ready.done():
+                polls_after_ready -= 1
+                if polls_after_ready < 0:
+                    break
+            await asyncio.sleep(0.02)
+        if stream is not None:
+            self._share(stream)
+        else:
+            self._subscribe()
+
+    def _activity_stream(self) -> ZMQStream | None:
+        """The subscription jupyter_server keeps on this kernel's IOPub, if there is one."""
+        stream = getattr(self.kernel_manager, "_activity_stream", None)
+        if isinstance(stream, ZMQStream) and not stream.closed():
+            return stream
+        return None
+
+    def _share(self, stream: ZMQStream) -> None:
+        # A live pipe takes the new high-water mark (libzmq >= 4.2); stock's is 1000.
+        stream.socket.setsockopt(zmq.RCVHWM, self.queue_limit)
+        self.shared, self._stock_callback = stream, stream._recv_callback
+        self._heard = asyncio.Event()
+        stream.on_recv(self._on_shared)
+
+    def _on_shared(self, msg_list: list[bytes]) -> None:
+        """A message on the shared subscription: ours first (it never raises), then stock's."""
+        self._on_recv(msg_list)
+        self._heard.set()  # type: ignore[union-attr]
+        if self._stock_callback is None:
+            return
+        try:
+            self._stock_callback(msg_list)
+        except Exception as e:
+            # jupyter_server's activity tracker raises on a message it cannot read, and
+            # pyzmq then stops reading the stream: the mirror would go deaf with it.
+            self.problems.warning(
+                "activity",
+                self.kernel_id,
+                "jupyter_server's activity tracker could not read a message from kernel %s: %r",
+                self.kernel_id,
+                e,
+                exc=e,
+            )
+
+    def _subscribe(self) -> None:
         # The plain connect_iopub of jupyter_client, not the ZMQStream-returning override.
         socket = ConnectionFileMixin.connect_iopub(self.kernel_manager)
         # Far above the default of 1000: a burst of comm messages (10,000 widgets opened in a
@@ -100,9 +181,26 @@ class IOPubWatcher(KernelWatcher):
             monitor.close(linger=0)
 
     async def subscribed(self, timeout: float) -> bool:
-        """Wait (bounded) for the subscription's handshake; False on timeout."""
+        """Wait (bounded) for the subscription's handshake; False on timeout.
+
+        A shared subscription is live once a message came through it: jupyter_server
+        moves a kernel out of "starting" on the first status message it receives there.
+        """
+        if self._choosing is not None:
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._choosing), timeout)
+            except asyncio.TimeoutError:
+                return False
+            timeout -= time.monotonic() - started
+        if self.shared is not None:
+            if getattr(self.kernel_manager, "execution_state", "starting") != "starting":
+                return True
+            waiting = self._heard.wait()  # type: ignore[union-attr]
+        else:
+            waiting = asyncio.shield(self._handshake)
         try:
-            await asyncio.wait_for(asyncio.shield(self._handshake), timeout)
+            await asyncio.wait_for(waiting, timeout)
             return True
         except asyncio.TimeoutError:
             return False
@@ -133,7 +231,12 @@ class IOPubWatcher(KernelWatcher):
             raise KernelUnreachable(f"cannot tell kernel {self.kernel_id}: {e!r}") from e
 
     def flush(self) -> int:
-        """Handle the messages the socket already holds (at most `BATCH`), now."""
+        """Handle the messages already received (at most `BATCH`), now."""
+        if self.shared is not None:
+            if self.shared is not self._activity_stream():  # replaced: restarted on new ports
+                self.connect()
+                return self.flush()
+            return self.shared.flush(zmq.POLLIN, BATCH)
         queued = self._queued
         if self.socket is None or self.socket.closed:
             return 0
@@ -144,6 +247,12 @@ class IOPubWatcher(KernelWatcher):
         return BATCH
 
     def close(self) -> None:
+        if self._choosing is not None:
+            self._choosing.cancel()
+            self._choosing = None
+        stream, self.shared = self.shared, None
+        if stream is not None and not stream.closed() and stream._recv_callback == self._on_shared:
+            stream.on_recv(self._stock_callback)
         if self._fd is not None:
             self._loop.remove_handler(self._fd)
             self._fd = None
