@@ -8,13 +8,14 @@ frontend disconnects goes to jupyter_server's replay buffer, not through the rel
 (measured: 6,330 of 100,000 comm_open counted, bench/soak.py).
 
 jupyter_server's kernel manager already keeps one subscription per kernel, whoever is
-connected, to track activity (`MappingKernelManager.start_watching_activity`): the watcher
-reads the same messages there, so a kernel's comm message is received once by the server,
-not twice, and raises that subscription's high-water mark to `queue_limit` so bursts are
-not dropped.  For kernel managers that keep none (or with `share_activity_stream` off) the
-watcher subscribes itself, to the `comm-` topic only that ipykernel and the `comm` package
-publish comm messages under, so libzmq filters every other message out before it reaches
-the server.
+connected, to track activity (`MappingKernelManager.start_watching_activity`).  With
+`share_activity_stream` the watcher reads the same messages there, so a kernel's message is
+received once by the server, not twice, and raises that subscription's high-water mark to
+`queue_limit` so bursts are not dropped (which makes jupyter_server's tracker read every
+message of a burst, slowly: see the trait's help).  Otherwise, and for kernel managers that
+keep none, the watcher subscribes itself, to the `comm-` topic only that ipykernel and the
+`comm` package publish comm messages under, so libzmq filters every other message out
+before it reaches the server.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class IOPubWatcher(KernelWatcher):
         log: logging.Logger | logging.LoggerAdapter,
         topics: Sequence[str],
         queue_limit: int,
-        share_activity_stream: bool = True,
+        share_activity_stream: bool = False,
     ) -> None:
         super().__init__(kernel_id, kernel_manager, on_comm, on_problem, log)
         self.topics = [t.encode() for t in topics]
