@@ -110,17 +110,8 @@ class TapMixin:
         self._loop = IOLoop.current()
         if tap.websocket_nodelay:
             self._push_interval = tap.websocket_push_interval
-            self._set_nodelay()
+            self._tcp_nodelay(True)
         return tap.mirror.when_watched(self, super().connect())  # type: ignore[misc]
-
-    def _set_nodelay(self) -> None:
-        """Send each websocket frame at once (see `CommTap.websocket_nodelay`)."""
-        try:
-            self.websocket_handler.set_nodelay(True)
-        except Exception as e:  # no open websocket (yet): leave the socket as it is
-            self.comm_tap.problems.warning(
-                "nodelay", self.kernel_id, "Could not set TCP_NODELAY: %r", e, exc=e
-            )
 
     def disconnect(self) -> Any:
         self.comm_tap.mirror.remove_connection(self)
