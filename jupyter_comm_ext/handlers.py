@@ -84,7 +84,8 @@ class CommsBaseHandler(APIHandler):
     def comm_filter(self) -> CommFilter:
         """The filters of the query string, validated (400 on any bad value)."""
         args = {name: self.get_query_argument(name, None) for name in FILTERS}
-        status = args["status"] or "open"
+        # `status=` (empty) is not "the default": it is a value outside the enum
+        status = "open" if args["status"] is None else args["status"]
         if status not in STATUSES:
             raise web.HTTPError(400, f"status must be one of {', '.join(STATUSES)}")
         if args["origin"] is not None and args["origin"] not in ORIGINS:

@@ -173,6 +173,7 @@ async def test_pages_follow_the_link_header(jp_fetch, fetch_json, jp_ws_fetch, s
     ("method", "path", "params", "code", "words"),
     [
         ("GET", "/api/comms", {"status": "gone"}, 400, "status"),
+        ("GET", "/api/comms", {"status": ""}, 400, "status"),
         ("GET", "/api/comms", {"origin": "martian"}, 400, "origin"),
         ("GET", "/api/comms", {"min_idle": "-1"}, 400, "min_idle"),
         ("GET", "/api/comms", {"min_idle": "nan"}, 400, "min_idle"),
@@ -193,6 +194,7 @@ async def test_pages_follow_the_link_header(jp_fetch, fetch_json, jp_ws_fetch, s
         ("GET", "/api/kernels/no-such-kernel/comms", {}, 404, "kernel"),
         ("DELETE", "/api/comms", {}, 400, "filter"),
         ("DELETE", "/api/comms", {"status": "all", "target_name": "x"}, 400, "open"),
+        ("DELETE", "/api/comms", {"status": "", "target_name": "x"}, 400, "status"),
         ("DELETE", "/api/comms/no-such-comm", {}, 404, "no-such-comm"),
     ],
 )
