@@ -1,13 +1,14 @@
 """All of issue 7's benchmarks in one command: a table on stdout, JSON on disk.
 
-    python bench/run.py                   # ~10 minutes on 2 cores
+    python bench/run.py                   # ~12 minutes on 2 cores
     python bench/run.py --smoke           # tiny N, under a minute: keeps the code from rotting
     python bench/run.py --code HEAD       # the extension as committed (git archive of HEAD)
 
 Servers (stock jupyter_server, the same with jupyter_comm_ext, stock again for the A/A
-noise floor) run side by side; rounds are interleaved A B A' with the order rotated each
-round, so load from elsewhere on the machine hits every side alike.  Medians and spreads
-(min-max) are reported; ratios are of medians.
+noise floor) run side by side.  The relay's floods, round trips and fan-out run in short
+slices, each server once per slice in a new random order (`in_slices`); their ratios are
+medians of per-slice ratios with a 95 % bootstrap interval.  The browser-like round trips
+run in rounds with the order rotated; medians and spreads (min-max) are reported.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,7 @@ FULL = {
     "rt_n": 25,
     "browser_rounds": 2,
     "browser_n": 200,
-    "fanout": {"frontends": [10, 50], "n": 500},
+    "fanout": {"frontends": [10, 50], "n": 200, "slices": 20},
     "api": {"kernels": 20, "comms": 10_000, "requests": 30, "busy_seconds": 5.0},
     "memory_sizes": [10_000, 100_000],
     "replay": {"n": 5000, "repeat": 5, "rounds": 3},
@@ -56,7 +59,7 @@ SMOKE = {
     "rt_n": 10,
     "browser_rounds": 1,
     "browser_n": 10,
-    "fanout": {"frontends": [3], "n": 50},
+    "fanout": {"frontends": [3], "n": 50, "slices": 2},
     "api": {"kernels": 2, "comms": 20, "requests": 5, "busy_seconds": 1.0},
     "memory_sizes": [1000],
     "replay": {"n": 200, "repeat": 1, "rounds": 1},
@@ -147,74 +150,120 @@ class RelayServers:
         await asyncio.gather(*(s.shutdown() for s in self.servers.values()))
 
 
+#: the servers every sliced case compares: stock, the extension, stock again (A/A)
+MAIN = ("stock", "ext", "stock_aa")
 CASES = ("comm", "stream", "roundtrip")
 #: seconds to let every server finish its last slice's work before the final CPU reading
 SETTLE = 1.0
 
 
-async def relay_slices(run: RelayServers, cfg: dict, log: Any) -> dict:
-    """Floods and round trips on stock, extension and stock again, in short slices.
+async def in_slices(
+    servers: dict[str, Server],
+    slices: int,
+    order: random.Random,
+    one: Callable[[str, int], Awaitable[dict]],
+    metric: str,
+    units: int,
+) -> dict[str, list[dict]]:
+    """`one(name, slice)` on each server once per slice, the servers in a new random order
+    in each; sets `metric` in every result: the server's CPU from the start of its slice to
+    the start of its next (the last, `SETTLE` after the end), in µs per unit.
 
     This machine's speed drifts by tens of percent over a minute (a VM among neighbours),
     so a long measurement of one server and then another compares different machines.  A
-    slice is short (a second or less per server), the servers run in a new random order in
-    each, and ratios are taken within a slice, then their median: drift cancels, and many
-    slices give a confidence interval.  A server's CPU is read when each of its slices
-    starts, so a slice owns the work the server does after its client has everything (a
-    watcher's backlog, a push timer) and a case costs what it costs, not what its client saw.
+    slice is short (a second or less per server) and ratios are taken within a slice, then
+    their median: drift cancels, and many slices give a confidence interval.  Reading a
+    server's CPU when each of its slices starts makes a slice own the work its server does
+    after the client has everything (a watcher's backlog, a push timer).
     """
-    main = ["stock", "ext", "stock_aa"]
+    results: dict[str, list[dict]] = {name: [] for name in servers}
+    marks: dict[str, list[float]] = {name: [] for name in servers}
+    for i in range(slices):
+        for name in order.sample(list(servers), len(servers)):
+            marks[name].append(servers[name].cpu_seconds())
+            results[name].append(await one(name, i))
+    await asyncio.sleep(SETTLE)
+    for name, server in servers.items():
+        marks[name].append(server.cpu_seconds())
+        for res, (a, b) in zip(results[name], pairwise(marks[name]), strict=True):
+            res[metric] = (b - a) / units * 1e6
+    return results
+
+
+async def relay_slices(run: RelayServers, cfg: dict, log: Any) -> dict:
+    """Floods and round trips on stock, extension and stock again, in short slices."""
+    main = {name: run.servers[name] for name in MAIN}
     order = random.Random(0)
-    raw: dict = {p: {c: {s: [] for s in main} for c in CASES} for p in PROTOCOLS}
+    raw: dict = {}
     for proto in PROTOCOLS:
-        await run.connect(main, proto)
+        await run.connect(list(main), proto)
         echo = {name: await relay.open_echo(run.clients[name]) for name in main}
+        raw[proto] = {}
         for case in CASES:
             units = cfg["rt_n"] if case == "roundtrip" else cfg["flood_n"]
-            marks: dict[str, list[float]] = {name: [] for name in main}
-            for i in range(cfg["slices"][case]):
-                for name in order.sample(main, len(main)):
-                    server, c = run.servers[name], run.clients[name]
-                    marks[name].append(server.cpu_seconds())
-                    if case == "roundtrip":
-                        c.quickack = True  # the relay's cost, without the delayed-ACK stall
-                        res = await relay.roundtrips(c, echo[name], units, 300, first=i * units)
-                        c.quickack = False
-                    else:
-                        res = await relay.flood(c, case, units, 600)
-                    raw[proto][case][name].append(res)
-            await asyncio.sleep(SETTLE)
-            metric = "server_cpu_us_per_" + ("roundtrip" if case == "roundtrip" else "msg")
-            for name in main:
-                marks[name].append(run.servers[name].cpu_seconds())
-                for res, (a, b) in zip(raw[proto][case][name], pairwise(marks[name]), strict=True):
-                    res[metric] = (b - a) / units * 1e6
+            if case == "roundtrip":
+                one = partial(sliced_roundtrips, run.clients, echo, units)
+                metric = "server_cpu_us_per_roundtrip"
+            else:
+                one = partial(sliced_flood, run.clients, case, units)
+                metric = "server_cpu_us_per_msg"
+            raw[proto][case] = await in_slices(main, cfg["slices"][case], order, one, metric, units)
             log(f"relay {proto} {case}: {cfg['slices'][case]} slices done")
         for name in main:
             await relay.close_echo(run.clients[name], echo[name])
     return raw
 
 
-async def fanout_rounds(run: RelayServers, cfg: dict, log: Any) -> dict:
-    """Many frontends on one kernel (v1 and legacy mixed, as a class would be), one server
-    at a time so each has the machine to itself; rounds rotate the order."""
-    main = ["stock", "ext", "stock_aa"]
-    sizes, n = cfg["fanout"]["frontends"], cfg["fanout"]["n"]
-    raw: dict = {str(k): {s: [] for s in main} for k in sizes}
-    for r in range(cfg["rounds"]):
-        for k in sizes:
-            for name in rotated(main, r):
-                run.close_clients()
-                server, kernel = run.servers[name], run.kernels[name]
-                clients = [
-                    await KernelClient.connect(server, kernel, PROTOCOLS[i % 2]) for i in range(k)
-                ]
-                try:
-                    raw[str(k)][name].append(await relay.fanout(server, clients, n, 600))
-                finally:
-                    for c in clients:
-                        c.close()
-        log(f"fan-out round {r + 1}/{cfg['rounds']} done")
+async def sliced_roundtrips(
+    clients: dict[str, KernelClient], echo: dict[str, str], units: int, name: str, i: int
+) -> dict:
+    """Slice `i` of round trips on server `name`'s echo comm (numbered on from the last)."""
+    client = clients[name]
+    client.quickack = True  # the relay's cost, without the delayed-ACK stall
+    try:
+        return await relay.roundtrips(client, echo[name], units, 300, first=i * units)
+    finally:
+        client.quickack = False
+
+
+async def sliced_flood(
+    clients: dict[str, KernelClient], case: str, units: int, name: str, i: int
+) -> dict:
+    return await relay.flood(clients[name], case, units, 600)
+
+
+async def sliced_fanout(
+    clients: dict[str, list[KernelClient]], units: int, name: str, i: int
+) -> dict:
+    return await relay.fanout(clients[name], units, 600)
+
+
+async def fanout_slices(run: RelayServers, cfg: dict, log: Any) -> dict:
+    """Many frontends on one kernel (v1 and legacy mixed, as a class would be), in slices;
+    each server keeps its frontends from slice to slice (an idle server sends them nothing).
+    """
+    main = {name: run.servers[name] for name in MAIN}
+    order = random.Random(2)
+    sizes, n, slices = (cfg["fanout"][key] for key in ("frontends", "n", "slices"))
+    raw: dict = {}
+    run.close_clients()
+    for k in sizes:
+        clients = {
+            name: [
+                await KernelClient.connect(server, run.kernels[name], PROTOCOLS[i % 2])
+                for i in range(k)
+            ]
+            for name, server in main.items()
+        }
+        try:
+            one = partial(sliced_fanout, clients, n)
+            metric = "server_cpu_us_per_delivered"
+            raw[str(k)] = await in_slices(main, slices, order, one, metric, n * k)
+        finally:
+            for group in clients.values():
+                for c in group:
+                    c.close()
+        log(f"fan-out to {k} frontends: {slices} slices done")
     return raw
 
 
@@ -242,7 +291,7 @@ async def run_relay(cfg: dict, code: str | None, log: Any) -> dict[str, Any]:
         pids = {s.pid for s in run.servers.values()}
         state_before = machine.others(pids)
         raw = await relay_slices(run, cfg, log)
-        fraw = await fanout_rounds(run, cfg, log)
+        fraw = await fanout_slices(run, cfg, log)
         braw = await browser_rounds(run, cfg, log)
         state_after = machine.others(pids)
     finally:
@@ -273,6 +322,19 @@ def paired(ext: list[float], stock: list[float]) -> dict[str, Any]:
     }
 
 
+def ratios(by_server: dict[str, list[dict]], metric: str) -> dict[str, Any]:
+    """Per-server spreads of `metric` over slices, and ext's and A/A's paired ratios."""
+    samples = {s: [x[metric] for x in xs] for s, xs in by_server.items()}
+    per: dict = {s: summarize(v) for s, v in samples.items()}
+    ext, aa = (
+        paired(samples["ext"], samples["stock"]),
+        paired(samples["stock_aa"], samples["stock"]),
+    )
+    per["ratio_ext"], per["ci_ext"] = ext["median"], ext["ci95"]
+    per["ratio_aa"], per["ci_aa"] = aa["median"], aa["ci95"]
+    return per
+
+
 def summarize_relay(raw: dict) -> dict:
     out: dict = {}
     for proto, cases in raw.items():
@@ -282,32 +344,15 @@ def summarize_relay(raw: dict) -> dict:
                 if case != "roundtrip"
                 else ("p50_ms", "p95_ms", "server_cpu_us_per_roundtrip")
             )
-            entry: dict = {}
-            for metric in metrics:
-                samples = {s: [x[metric] for x in xs] for s, xs in by_server.items()}
-                per: dict = {s: summarize(v) for s, v in samples.items()}
-                ext, aa = (
-                    paired(samples["ext"], samples["stock"]),
-                    paired(samples["stock_aa"], samples["stock"]),
-                )
-                per["ratio_ext"], per["ci_ext"] = ext["median"], ext["ci95"]
-                per["ratio_aa"], per["ci_aa"] = aa["median"], aa["ci95"]
-                entry[metric] = per
-            out[f"{proto}/{case}"] = entry
+            out[f"{proto}/{case}"] = {metric: ratios(by_server, metric) for metric in metrics}
     return out
 
 
 def summarize_fanout(raw: dict) -> dict:
-    out: dict = {}
-    for k, by_server in raw.items():
-        entry: dict = {}
-        for metric in ("server_cpu_us_per_delivered", "delivered_per_s"):
-            per = {s: summarize([x[metric] for x in xs]) for s, xs in by_server.items()}
-            per["ratio_ext"] = per["ext"]["median"] / per["stock"]["median"]
-            per["ratio_aa"] = per["stock_aa"]["median"] / per["stock"]["median"]
-            entry[metric] = per
-        out[k] = entry
-    return out
+    return {
+        k: {m: ratios(by_server, m) for m in ("server_cpu_us_per_delivered", "delivered_per_s")}
+        for k, by_server in raw.items()
+    }
 
 
 def summarize_browser(raw: dict) -> dict:
@@ -406,14 +451,15 @@ def print_relay(report: dict) -> None:
                 f"{interval(per['ratio_aa'], per['ci_aa']):>22}"
             )
     p("   (round trips here with a client that sets TCP_QUICKACK: the relay's own latency)")
-    p("\n1c. many frontends on one kernel, comm flood: per delivered message")
+    p("\n1c. many frontends on one kernel, comm flood, in slices: per delivered message")
     for k, entry in report["relay"]["fanout"].items():
         for metric, per in entry.items():
             label = {"server_cpu_us_per_delivered": "srv CPU us", "delivered_per_s": "deliv/s"}
             p(
-                f"{k + ' frontends':<18}{label[metric]:<14}{spread(per['stock'], '{:,.1f}'):>24}"
-                f"{spread(per['ext'], '{:,.1f}'):>24}{pct(per['ratio_ext']):>9}"
-                f"{pct(per['ratio_aa']):>9}"
+                f"{k + ' frontends':<18}{label[metric]:<15}{spread(per['stock'], '{:,.1f}'):>22}"
+                f"{spread(per['ext'], '{:,.1f}'):>22}"
+                f"{interval(per['ratio_ext'], per['ci_ext']):>22}"
+                f"{interval(per['ratio_aa'], per['ci_aa']):>22}"
             )
     p("\n1d. the tap alone, replayed real traffic: us per message / stock server CPU per message")
     for proto, entry in report["tap_fractions"].items():

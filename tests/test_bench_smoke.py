@@ -46,6 +46,12 @@ def test_bench_run_smoke(tmp_path: Path) -> None:
                 "ext",
                 "ext_nagle",
             }
+    fanout = report["relay"]["fanout"]["3"]
+    assert set(fanout) == {"server_cpu_us_per_delivered", "delivered_per_s"}
+    for per in fanout.values():
+        assert set(per) == {"stock", "ext", "stock_aa"} | RATIOS
+        assert len(per["ext"]["samples"]) == 2  # the smoke's slices
+    for proto in ("v1", "legacy"):
         fractions = report["tap_fractions"][proto]
         assert set(fractions) == {"non_comm_out", "comm_out", "comm_roundtrip"}
         assert all(v["fraction"] >= 0 for v in fractions.values())
