@@ -456,8 +456,8 @@ def print_relay(report: dict) -> None:
         for metric, per in entry.items():
             label = {"server_cpu_us_per_delivered": "srv CPU us", "delivered_per_s": "deliv/s"}
             p(
-                f"{k + ' frontends':<18}{label[metric]:<15}{spread(per['stock'], '{:,.1f}'):>22}"
-                f"{spread(per['ext'], '{:,.1f}'):>22}"
+                f"{k + ' frontends':<18}{label[metric]:<11}{spread(per['stock'], '{:,.1f}'):>26}"
+                f"{spread(per['ext'], '{:,.1f}'):>26}"
                 f"{interval(per['ratio_ext'], per['ci_ext']):>22}"
                 f"{interval(per['ratio_aa'], per['ci_aa']):>22}"
             )
