@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,13 @@ class Page:
     def row(self, comm_id: str) -> Any:
         return self.tab.locator(f'#comms tr[data-comm-id="{comm_id}"]')
 
-    async def confirm(self, expected: str) -> None:
+    async def confirm(self, expected: str, meanwhile: Awaitable[Any] | None = None) -> None:
+        """Answer the confirmation that says `expected`: OK, after `meanwhile` if given."""
         dialog = self.tab.locator("dialog#confirm")
         await dialog.wait_for(state="visible")
         assert expected in await dialog.locator("#confirm-text").text_content()
+        if meanwhile is not None:
+            await meanwhile
         await dialog.locator("#confirm-ok").click()
 
     async def snap(self, step: str = "") -> None:
@@ -278,6 +282,29 @@ async def test_close_selection(open_page, start_kernel, jp_ws_fetch, fetch_json)
     await page.snap()
     held = await kernel_comms(ws)
     assert spared in held and first not in held and second not in held
+    ws.close()
+
+
+@needs_browser
+async def test_close_selection_counts_comms_closed_meanwhile(
+    open_page, start_kernel, jp_ws_fetch, fetch_json
+) -> None:
+    """A comm of the selection closed elsewhere while the dialog is open is a 404 when the
+    page closes it: counted as already closed, not a failure, and the rest are closed."""
+    _, ws = await connect(start_kernel, jp_ws_fetch)
+    picked = await open_comms(ws, fetch_json, "pick", "pick", "pick")
+    page = await open_page("close-selection-meanwhile")
+    for comm_id in picked:
+        await page.row(comm_id).get_by_role("checkbox").check()
+    await page.tab.get_by_role("button", name="Close 3 comms selected…").click()
+    elsewhere = fetch_json("api", "comms", picked[1], method="DELETE")
+    await page.confirm("Close 3 comms on 1 kernel?", meanwhile=elsewhere)
+    notice = "Closed 2 comms. 1 comm had already closed."
+    await page.tab.locator("#notice", has_text=notice).wait_for()
+    for comm_id in picked:
+        await page.row(comm_id).wait_for(state="detached")
+    assert await page.tab.get_by_role("button", name="Close selected…").is_disabled()
+    assert not set(picked) & set(await kernel_comms(ws))
     ws.close()
 
 

@@ -1,10 +1,7 @@
 // Closing comms: one, a selection, or every comm idle past a limit; always confirmed first.
 
-import { api, plainWords } from "./api.js";
+import { api, closeEach, plainWords } from "./api.js";
 import { kernelLabel } from "./table.js";
-
-/** Parallel DELETEs for a selection: enough to be quick, few enough not to flood the server. */
-const CONCURRENCY = 4;
 
 const count = (n) => `${n} ${n === 1 ? "comm" : "comms"}`;
 
@@ -76,38 +73,21 @@ export class Actions {
     const question =
       `Close 1 comm: target “${comm.target_name ?? "(no target)"}”, id ${comm.comm_id}, ` +
       `on ${kernelLabel(this.table.kernels, comm.kernel_id)}?`;
-    return this.guarded(() => this.closeEach([comm], question));
+    return this.guarded(() => this.confirmAndClose([comm], question));
   }
 
   closeSelected() {
     const comms = this.table.selection;
     const kernels = new Set(comms.map((c) => c.kernel_id)).size;
     const question = `Close ${count(comms.length)} on ${kernels} ${kernels === 1 ? "kernel" : "kernels"}?`;
-    return this.guarded(() => this.closeEach(comms, question));
+    return this.guarded(() => this.confirmAndClose(comms, question));
   }
 
-  async closeEach(comms, question) {
+  async confirmAndClose(comms, question) {
     if (!(await this.confirm(`${question} Kernels run the close callbacks, connected frontends drop the comms.`, `Close ${count(comms.length)}`))) return;
-    const queue = [...comms];
-    let closed = 0;
-    let gone = 0;
-    let failure = null;
-    const worker = async () => {
-      while (queue.length && !failure) {
-        const comm = queue.shift();
-        try {
-          await api.closeComm(comm.comm_id);
-          closed += 1;
-          this.table.selected.delete(comm.comm_id);
-        } catch (error) {
-          if (error.status === 404) {
-            gone += 1;
-            this.table.selected.delete(comm.comm_id);
-          } else failure = error;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    const { closed, gone, failure } = await closeEach(comms, (comm) =>
+      this.table.selected.delete(comm.comm_id),
+    );
     this.selectionChanged();
     if (failure) this.failed(failure, "close comms");
     else this.notify(`Closed ${count(closed)}.${gone ? ` ${count(gone)} had already closed.` : ""}`);

@@ -72,6 +72,39 @@ export const api = {
   closeMatching: (filters) => request("DELETE", "api/comms", filters),
 };
 
+/** Parallel DELETEs for a selection: enough to be quick, few enough not to flood the server. */
+const CONCURRENCY = 4;
+
+/**
+ * Close `comms` one by one, a few at a time, stopping at the first failure that is not a
+ * 404 (a comm that closed meanwhile). `settled(comm)` is called for each one closed or gone.
+ * @returns {Promise<{closed: number, gone: number, failure: Error | null}>}
+ */
+export async function closeEach(comms, settled) {
+  const queue = [...comms];
+  let closed = 0;
+  let gone = 0;
+  let failure = null;
+  const worker = async () => {
+    while (queue.length && !failure) {
+      const comm = queue.shift();
+      try {
+        await api.closeComm(comm.comm_id);
+        closed += 1;
+      } catch (error) {
+        if (error.status !== 404) {
+          failure = error;
+          break;
+        }
+        gone += 1;
+      }
+      settled(comm);
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  return { closed, gone, failure };
+}
+
 /** The websocket URL of the server's event stream (the token rides along: no headers there). */
 export function eventsUrl() {
   const url = new URL(`${baseUrl}api/events/subscribe`, window.location.href);

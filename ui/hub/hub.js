@@ -4,13 +4,11 @@
 // through the admin page's client (../api.js); only textContent and attributes carry data
 // into the DOM, never markup.
 
-import { api, plainWords, serverNow } from "../api.js";
+import { api, closeEach, plainWords, serverNow } from "../api.js";
 import { el } from "../table.js";
 
 const baseUrl = document.querySelector('meta[name="jupyter-base-url"]').content;
 const POLL_MS = 30000;
-/** Parallel DELETEs for a selection: quick, without flooding the servers. */
-const CONCURRENCY = 4;
 
 const $ = (id) => document.getElementById(id);
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
@@ -214,7 +212,7 @@ function commRow(comm) {
   });
   const close = el("button", { type: "button", class: "danger small", "aria-label": `Close comm ${label}`, text: "Close" });
   close.disabled = state.readOnly;
-  close.addEventListener("click", () => guarded(() => closeEach([comm], `Close comm “${label}” of ${serverLabel(comm)}?`)));
+  close.addEventListener("click", () => guarded(() => confirmAndClose([comm], `Close comm “${label}” of ${serverLabel(comm)}?`)));
   return el(
     "tr",
     { "data-comm-id": comm.comm_id },
@@ -257,27 +255,10 @@ function failed(error, doing) {
   render();
 }
 
-async function closeEach(comms, question) {
+async function confirmAndClose(comms, question) {
   const note = "Kernels run their close callbacks, the users' open notebooks drop the comms.";
   if (!(await confirm(`${question} ${note}`, `Close ${plural(comms.length, "comm")}`))) return;
-  const queue = [...comms];
-  let closed = 0;
-  let gone = 0;
-  let failure = null;
-  const worker = async () => {
-    while (queue.length && !failure) {
-      const comm = queue.shift();
-      try {
-        await api.closeComm(comm.comm_id);
-        closed += 1;
-      } catch (error) {
-        if (error.status === 404) gone += 1;
-        else failure = error;
-      }
-      if (!failure) state.selected.delete(comm.comm_id);
-    }
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  const { closed, gone, failure } = await closeEach(comms, (comm) => state.selected.delete(comm.comm_id));
   if (failure) failed(failure, "close comms");
   else notify(`Closed ${plural(closed, "comm")}.${gone ? ` ${plural(gone, "comm")} had already closed.` : ""}`);
   await refresh();
@@ -326,7 +307,7 @@ $("close-selected").addEventListener("click", () =>
   guarded(() => {
     const comms = [...state.selected.values()];
     const servers = new Set(comms.map(keyOf)).size;
-    return closeEach(comms, `Close ${plural(comms.length, "comm")} on ${plural(servers, "server")}?`);
+    return confirmAndClose(comms, `Close ${plural(comms.length, "comm")} on ${plural(servers, "server")}?`);
   }),
 );
 $("close-idle").addEventListener("submit", (event) => {
