@@ -24,35 +24,50 @@ class CommExtensionApp(ExtensionApp):
     load_other_extensions = True
     classes: ClassVar[list[type]] = [CommMirror, CommTap, CommCuller, CommMetrics]
 
+    #: set once `initialize_settings` has wired everything; None if loading failed
+    culler: CommCuller | None = None
+    metrics: CommMetrics | None = None
+
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
         serverapp.event_logger.register_event_schema(HERE / "events" / "comm.yaml")
-        self.mirror = CommMirror(
+        mirror = CommMirror(
             parent=self,
             kernel_manager=serverapp.kernel_manager,
             event_logger=serverapp.event_logger,
         )
+        try:
+            # A bad setting raises here (a TraitError naming it); jupyter_server then logs it
+            # and runs on without the extension, so the mirror must not stay behind.
+            tap = CommTap(parent=self, mirror=mirror)
+            culler = CommCuller(parent=self, mirror=mirror)
+            metrics = CommMetrics(mirror, tap, parent=self)
+        except Exception:
+            mirror.close()
+            raise
+        self.mirror, self.tap = mirror, tap
         # self.settings starts as a copy of the server's and is written back over them.
-        self.settings["comm_mirror"] = self.mirror
-        self.tap = CommTap(parent=self, mirror=self.mirror)
-        self.settings["comm_tap"] = self.tap
-        self.settings["kernel_websocket_connection_class"] = self.tap.connection_class(
+        self.settings["comm_mirror"] = mirror
+        self.settings["comm_tap"] = tap
+        self.settings["kernel_websocket_connection_class"] = tap.connection_class(
             self.settings["kernel_websocket_connection_class"]
         )
-        self.culler = CommCuller(parent=self, mirror=self.mirror)
-        self.metrics = CommMetrics(self.mirror, self.tap, parent=self)
-        self.metrics.start()
+        self.culler, self.metrics = culler, metrics
+        metrics.start()
         # Kernels started before this extension loaded are reconciled on first contact.
-        self.mirror.sync_kernels()
+        mirror.sync_kernels()
 
     async def _start_jupyter_server_extension(self, serverapp: object) -> None:
-        """Runs once the server's event loop does."""
-        self.culler.start()
+        """Runs once the server's event loop does (unless loading failed: that is logged)."""
+        if self.culler is not None:
+            self.culler.start()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend([*handlers, *page_handlers])
 
     async def stop_extension(self) -> None:
+        if self.culler is None or self.metrics is None:  # it never loaded
+            return
         self.metrics.stop()
         self.culler.stop()
         self.mirror.close()

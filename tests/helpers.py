@@ -228,10 +228,12 @@ def _cap_memory() -> None:
 class ServerProcess:
     """A jupyter_server in a subprocess with a capped address space, killed at the end."""
 
-    def __init__(self, tmp: Path, extension: bool, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, tmp: Path, extension: bool, args: Sequence[str] = (), loads: bool = True
+    ) -> None:
         """Start it and wait until it answers; `args` are more command-line options (this
         module is importable there, so `--ServerApp.authorizer_class=helpers.ReadOnlyAuthorizer`
-        works)."""
+        works). `loads=False`: the extension is enabled but must fail to load."""
         self.port = free_port()
         self.token = uuid.uuid4().hex
         self.url = f"http://127.0.0.1:{self.port}"
@@ -272,7 +274,7 @@ class ServerProcess:
         try:
             self._wait_up(60)
             # the extension is on or off as asked (installing the package enables it)
-            assert self.sync_get("/api/comms") == (200 if extension else 404), self.log()
+            assert self.sync_get("/api/comms") == (200 if extension and loads else 404), self.log()
         except BaseException:
             self.stop()
             raise

@@ -10,9 +10,10 @@ import asyncio
 import logging
 import os
 import signal
+from pathlib import Path
 
 import pytest
-from helpers import captured, extension, wait_for
+from helpers import ServerProcess, captured, extension, wait_for
 from wsclient import KernelWS, comm_msgs
 
 from jupyter_comm_ext.culler import CommCuller
@@ -84,6 +85,27 @@ async def test_orphans_are_closed_in_the_kernel_only(
 async def _comms(fetch_json, n):
     models = await fetch_json("api", "comms")
     return models if len(models) == n else None
+
+
+async def test_a_bad_setting_is_named_and_the_server_runs_on_without_us(tmp_path: Path) -> None:
+    """jupyter_server runs on without an extension that fails to load, and logs why: the
+    error names the setting, and nothing of ours follows it (no second error when the
+    server starts the extension or stops it)."""
+    bad = ["--CommTap.websocket_push_interval=x"]
+    server = ServerProcess(tmp_path, extension=True, args=bad, loads=False)  # /api/comms: 404
+    try:
+        kernel_id = await server.start_kernel()
+        ws = await server.connect(kernel_id, "v1")
+        await ws.run("1 + 1", timeout=30)  # the stock relay, untouched
+        ws.ws.close()
+        assert (await server.fetch("/api/shutdown", "POST", "")).code == 200
+        server.process.wait(30)
+    finally:
+        server.stop()
+    log = server.log()
+    assert "'websocket_push_interval' trait of a CommTap instance expected a float" in log
+    assert "jupyter_comm_ext | extension failed starting" not in log
+    assert "AttributeError" not in log
 
 
 def test_a_culler_interval_that_would_never_run_falls_back_to_the_default(caplog):
