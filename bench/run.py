@@ -113,10 +113,10 @@ def git_commit() -> dict[str, Any]:
 class RelayServers:
     """The relay benchmark's servers, one kernel each, and one client per measured server."""
 
-    def __init__(self, code: str | None) -> None:
+    def __init__(self, code: str | None, ext_args: list[str]) -> None:
         self.servers = {
             "stock": Server("stock", False),
-            "ext": Server("ext", True, code=code),
+            "ext": Server("ext", True, ext_args, code),
             "stock_aa": Server("stock-aa", False),
             "ext_nagle": Server("ext-nagle", True, ["--CommTap.websocket_nodelay=False"], code),
         }
@@ -284,8 +284,8 @@ async def browser_rounds(run: RelayServers, cfg: dict, log: Any) -> dict:
     return braw
 
 
-async def run_relay(cfg: dict, code: str | None, log: Any) -> dict[str, Any]:
-    run = RelayServers(code)
+async def run_relay(cfg: dict, code: str | None, ext_args: list[str], log: Any) -> dict[str, Any]:
+    run = RelayServers(code, ext_args)
     try:
         await run.start()
         pids = {s.pid for s in run.servers.values()}
@@ -426,8 +426,8 @@ def print_relay(report: dict) -> None:
     p(
         f"\nmachine: {m['cpus']} x {m['cpu_model']}, {m['memory_bytes'] / 2**30:.0f} GiB, "
         f"Linux {m['kernel']}, python {m['python']}; code: {report['code']} "
-        f"({report['git']['commit'][:10]}); relay slices {report['config']['slices']}, "
-        f"rounds {report['config']['rounds']}"
+        f"({report['git']['commit'][:10]}); extension server args {report['ext_args']}; "
+        f"relay slices {report['config']['slices']}, rounds {report['config']['rounds']}"
     )
     rel = report["relay"]["summary"]
     p(
@@ -535,6 +535,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         "smoke": args.smoke,
         "config": cfg,
         "code": args.code or "installed",
+        "ext_args": args.ext_arg,
         "git": git_commit(),
         "machine": machine.describe(),
     }
@@ -545,7 +546,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     log("kernel dispatch")
     report["kernel_dispatch"] = run_dispatch(cfg["dispatch_args"])
     log("relay")
-    report["relay"] = await run_relay(cfg, code, log)
+    report["relay"] = await run_relay(cfg, code, args.ext_arg, log)
     report["tap_fractions"] = tap_fractions(report["tap_replay"], report["relay"]["summary"])
     log("api at scale")
     report["api"] = await api_scale.run(code=code, **cfg["api"])
@@ -560,6 +561,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     parser.add_argument(
         "--code", help="import jupyter_comm_ext from this directory, or a git ref to archive"
+    )
+    parser.add_argument(
+        "--ext-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="""a command-line argument for the relay's extension server (repeatable): what
+        a part costs is the difference to a default run, e.g. without the watcher's comm
+        traffic: --ext-arg="--CommMirror.iopub_topics=['zzz-']" """,
     )
     args = parser.parse_args(argv)
     try:

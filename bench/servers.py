@@ -138,11 +138,20 @@ class Server:
                 raise RuntimeError(f"server {self.name} exited: {self.log_tail()}")
             try:
                 await self.api("GET", "/api/status", timeout=2)
-                return self
             except Exception:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"server {self.name} did not start") from None
                 await _sleep(0.2)
+                continue
+            # A server runs on without an extension that fails to load (a bad setting, an
+            # install that points elsewhere): measuring it would measure stock.
+            if self.extension:
+                try:
+                    await self.api("GET", "/api/comms", timeout=10)
+                except Exception as e:
+                    why = f"server {self.name} has no jupyter_comm_ext ({e}): {self.log_tail()}"
+                    raise RuntimeError(why) from None
+            return self
 
     def _kernelspec(self) -> str:
         """A data dir whose `bench` kernel is ipykernel with an unbounded IOPub queue."""

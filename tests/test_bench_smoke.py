@@ -18,7 +18,12 @@ RATIOS = {"ratio_ext", "ci_ext", "ratio_aa", "ci_aa"}
 def test_bench_run_smoke(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--json", str(out)],
+        [
+            *(sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--json", str(out)),
+            # the relay's extension server takes extra arguments (a part's cost is the
+            # difference to a default run); a traitlet the server rejects would fail the run
+            "--ext-arg=--CommTap.websocket_push_interval=0.002",
+        ],
         capture_output=True,
         text=True,
         timeout=280,
@@ -28,6 +33,7 @@ def test_bench_run_smoke(tmp_path: Path) -> None:
     assert "GET /api/comms" in proc.stdout
     report = json.loads(out.read_text())
     assert report["smoke"] is True
+    assert report["ext_args"] == ["--CommTap.websocket_push_interval=0.002"]
     assert {"cpus", "cpu_model", "python"} <= set(report["machine"])
 
     relay = report["relay"]["summary"]
