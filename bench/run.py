@@ -39,7 +39,6 @@ from bench.clients import PROTOCOLS, KernelClient  # noqa: E402
 from bench.servers import Server  # noqa: E402
 
 FULL = {
-    "rounds": 3,
     # relay: slices per case, each server once per slice; messages or round trips per slice
     "slices": {"comm": 60, "stream": 60, "roundtrip": 200},
     "flood_n": 1000,
@@ -53,7 +52,6 @@ FULL = {
     "dispatch_args": ["--n", "20000", "--rounds", "5"],
 }
 SMOKE = {
-    "rounds": 1,
     "slices": {"comm": 2, "stream": 2, "roundtrip": 2},
     "flood_n": 200,
     "rt_n": 10,
@@ -427,7 +425,7 @@ def print_relay(report: dict) -> None:
         f"\nmachine: {m['cpus']} x {m['cpu_model']}, {m['memory_bytes'] / 2**30:.0f} GiB, "
         f"Linux {m['kernel']}, python {m['python']}; code: {report['code']} "
         f"({report['git']['commit'][:10]}); extension server args {report['ext_args']}; "
-        f"relay slices {report['config']['slices']}, rounds {report['config']['rounds']}"
+        f"relay slices {report['config']['slices']}, fan-out {report['config']['fanout']}"
     )
     rel = report["relay"]["summary"]
     p(
@@ -517,8 +515,6 @@ def print_table(report: dict) -> None:
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     cfg = SMOKE if args.smoke else FULL
-    if args.rounds:
-        cfg = dict(cfg, rounds=args.rounds)
     code = snapshot(args.code) if args.code and not os.path.isdir(args.code) else args.code
     if code:
         sys.path.insert(0, code)  # the in-process parts import the same code
@@ -558,7 +554,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny N, for CI")
     parser.add_argument("--json", type=Path, help="write the report here")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     parser.add_argument(
         "--code", help="import jupyter_comm_ext from this directory, or a git ref to archive"
     )

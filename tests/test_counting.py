@@ -1,6 +1,6 @@
 """Each of a kernel's comm messages is counted once while frontends come and go: the
-watcher counts, whoever is connected, on the kernel manager's own activity subscription
-(the default) or on a subscription of its own."""
+watcher counts, whoever is connected, on a subscription of its own (the default) or on the
+kernel manager's activity subscription (`CommMirror.share_activity_stream`)."""
 
 from __future__ import annotations
 
