@@ -122,16 +122,17 @@ class CommMirror(LoggingConfigurable):
 
     # -- traffic -----------------------------------------------------------------------
 
-    def frontend_sent(self, connection: Any, comm: CommMessage) -> None:
-        """A comm message a frontend sent to the kernel (seen once, on its connection)."""
-        self._observe(connection.kernel_id, comm, reg.TO_KERNEL, connection.session_id)
+    def frontend_sent(self, kernel_id: str, session_id: str | None, comm: CommMessage) -> None:
+        """A comm message a frontend (session) sent to the kernel (seen once, on its connection)."""
+        self._observe(kernel_id, comm, reg.TO_KERNEL, session_id)
 
     def kernel_sent(self, kernel_id: str, comm: CommMessage) -> None:
         """A comm message the kernel published (seen once, on the watcher)."""
         self._observe(kernel_id, comm, reg.FROM_KERNEL, None)
 
     def _observe(self, kernel_id: str, comm: CommMessage, direction: str, session: Any) -> None:
-        self.ensure_watched(kernel_id)
+        if kernel_id not in self.watchers:
+            self.ensure_watched(kernel_id)
         record, actions = self.registry.observe(kernel_id, comm, direction, session)
         for action in actions:
             if action == reg.CAPPED:

@@ -9,6 +9,7 @@ and never raises into the relay: an error inside it is logged (rate-limited) and
 from __future__ import annotations
 
 import socket
+from time import monotonic
 from typing import Any
 
 from tornado.ioloop import IOLoop
@@ -76,29 +77,35 @@ class CommTap(LoggingConfigurable):
         """A subclass of `cls` (a kernel websocket connection class) that goes through this tap."""
         if issubclass(cls, TapMixin):
             return cls
-        return type(f"CommTapped{cls.__name__}", (TapMixin, cls), {"comm_tap": self})
+        # the mirror as a plain attribute: a trait's lookup costs more than what the
+        # mirror then does with a message
+        attrs = {"comm_tap": self, "comm_mirror": self.mirror}
+        return type(f"CommTapped{cls.__name__}", (TapMixin, cls), attrs)
 
 
 class TapMixin:
     """Mixed in front of a kernel websocket connection class by `tap_connection_class`."""
 
-    comm_tap: CommTap  # set on the generated class
+    comm_tap: CommTap  # set on the generated class, and its mirror
+    comm_mirror: Any
 
     kernel_id: str
     session_id: str | None
     websocket_handler: Any
     log: Any
 
-    @property
-    def is_v1(self) -> bool:
-        handler = self.websocket_handler
-        return getattr(handler, "selected_subprotocol", None) == V1_SUBPROTOCOL
+    #: whether the websocket speaks v1, and the ids its comm messages are filed under:
+    #: learnt on its first frame (see `_learn`)
+    _v1: bool | None = None
+    _kernel_id: str = ""
+    _session_id: str | None = None
 
     #: seconds of quiet that end a burst of frames (0: no bursts, or TCP_NODELAY is off)
     _push_interval: float = 0
     #: the timer that will push this websocket's held frames out (see `_push`)
     _push_pending: Any = None
-    #: event-loop time of the last frame written, and frames written since the last pause
+    #: time.monotonic() of the last frame written (the event loop's clock, read without
+    #: two layers of Python per frame), and frames written since the last pause
     _last_write: float = 0.0
     _burst: int = 0
     #: the connection's IOLoop (looking it up per message costs more than the rest of the tap)
@@ -106,21 +113,31 @@ class TapMixin:
 
     def connect(self) -> Any:
         tap = self.comm_tap
-        tap.mirror.add_connection(self)
+        self.comm_mirror.add_connection(self)
         self._loop = IOLoop.current()
         if tap.websocket_nodelay:
             self._push_interval = tap.websocket_push_interval
             self._tcp_nodelay(True)
-        return tap.mirror.when_watched(self, super().connect())  # type: ignore[misc]
+        return self.comm_mirror.when_watched(self, super().connect())  # type: ignore[misc]
 
     def disconnect(self) -> Any:
-        self.comm_tap.mirror.remove_connection(self)
+        self.comm_mirror.remove_connection(self)
         return super().disconnect()  # type: ignore[misc]
+
+    def _learn(self) -> None:
+        """Look up, once, what is fixed before a websocket's first frame (the subprotocol is
+        chosen in the handshake, the ids before `connect`): per frame, these lookups through
+        tornado's and jupyter_server's properties and traits cost as much as reading it."""
+        subprotocol = getattr(self.websocket_handler, "selected_subprotocol", None)
+        self._v1 = subprotocol == V1_SUBPROTOCOL
+        self._kernel_id, self._session_id = self.kernel_id, self.session_id
 
     def handle_incoming_message(self, incoming_msg: str | bytes) -> None:
         """Peek at a frontend's frame, relay it, then mirror it if the relay took it."""
         tap = self.comm_tap
         try:
+            if self._v1 is None:
+                self._learn()
             channel, comm = self._read_incoming(incoming_msg)
         except Exception as e:  # malformed, or a reader bug: neither may cost the frame
             if isinstance(e, MalformedMessage) and tap.refuses(e):
@@ -161,7 +178,7 @@ class TapMixin:
             return
         if comm is not None and channel in (None, "shell"):
             try:
-                tap.mirror.frontend_sent(self, comm)
+                self.comm_mirror.frontend_sent(self._kernel_id, self._session_id, comm)
             except Exception as e:  # the frame is relayed; a mirror bug must not drop the websocket
                 tap.problems.warning(
                     "mirror",
@@ -173,11 +190,11 @@ class TapMixin:
                 )
 
     def _read_incoming(self, frame: str | bytes) -> tuple[str | None, protocol.CommMessage | None]:
-        if self.is_v1:
+        if self._v1:
             if not isinstance(frame, bytes):
                 raise BadFraming("text frame on the v1 binary protocol")
             return protocol.from_ws_v1(frame, protocol.v1_offsets(frame))
-        return protocol.from_ws_legacy(frame, self.comm_tap.mirror.pack)
+        return protocol.from_ws_legacy(frame, self.comm_mirror.pack)
 
     def handle_outgoing_message(self, *args: Any) -> None:
         """Relay a kernel message; a malformed one must not kill the ZMQ stream callback.
@@ -197,7 +214,7 @@ class TapMixin:
                 e,
             )
         if self._push_interval:
-            now = self._loop.time()
+            now = monotonic()
             if now - self._last_write >= self._push_interval:
                 self._burst = 0
             self._last_write = now
@@ -215,7 +232,7 @@ class TapMixin:
         pushes pending segments, and leaves the next frames to go at once (see
         `CommTap.websocket_nodelay`).  While frames keep coming, Nagle is left to pack them.
         """
-        quiet = self._loop.time() - self._last_write
+        quiet = monotonic() - self._last_write
         if quiet < self._push_interval:
             self._push_pending = self._loop.call_later(self._push_interval - quiet, self._push)
             return
