@@ -123,3 +123,43 @@ def test_bench_soak_smoke(tmp_path: Path) -> None:
     churn = scenarios["churn"]
     assert churn["summary"]["open"] == 0 and churn["summary"]["closed"] == 1000
     assert churn["api"]["rss_mb"]["samples"] > 0
+
+
+def test_bench_variants_smoke(tmp_path: Path) -> None:
+    """`bench/variants.py`: a variant by arguments and one by git ref, beside stock, A/A and
+    the default extension, one line per server and case; a rejected setting fails the run."""
+    proc = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "bench" / "variants.py")),
+            *("--rt-slices", "2", "--flood-slices", "1"),
+            "--variant=nagle=--CommTap.websocket_nodelay=False",
+            "--variant=head=@HEAD --CommTap.websocket_push_interval=0.002",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=200,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sections: dict[str, set[str]] = {}
+    case = ""
+    for line in proc.stdout.splitlines():
+        if line.startswith("  "):
+            sections[case].add(line.split()[0])
+        else:
+            case = line.split(" (")[0]
+            sections[case] = set()
+    names = {"stock_aa", "ext", "nagle", "head"}
+    assert sections == {
+        "v1 round trip, server CPU": names,
+        "v1 comm flood, server CPU/msg": names,
+    }, proc.stdout
+
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "variants.py"), "--variant=x=--CommTap.guard=maybe"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert bad.returncode != 0
