@@ -15,19 +15,26 @@ ROOT = Path(__file__).resolve().parents[1]
 RATIOS = {"ratio_ext", "ci_ext", "ratio_aa", "ci_aa"}
 
 
-def test_bench_run_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--json", str(out)),
-            # the relay's extension server takes extra arguments (a part's cost is the
-            # difference to a default run); a traitlet the server rejects would fail the run
-            "--ext-arg=--CommTap.websocket_push_interval=0.002",
-        ],
+def bench(script: str, *args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """`bench/<script> args...` with this Python, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+def test_bench_run_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = bench(
+        *("run.py", "--smoke", "--json", str(out)),
+        # the relay's extension server takes extra arguments (a part's cost is the
+        # difference to a default run); a traitlet the server rejects would fail the run
+        "--ext-arg=--CommTap.websocket_push_interval=0.002",
         cwd=tmp_path,
+        timeout=280,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "GET /api/comms" in proc.stdout
@@ -128,17 +135,12 @@ def test_bench_soak_smoke(tmp_path: Path) -> None:
 def test_bench_variants_smoke(tmp_path: Path) -> None:
     """`bench/variants.py`: a variant by arguments and one by git ref, beside stock, A/A and
     the default extension, one line per server and case; a rejected setting fails the run."""
-    proc = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "bench" / "variants.py")),
-            *("--rt-slices", "2", "--flood-slices", "1"),
-            "--variant=nagle=--CommTap.websocket_nodelay=False",
-            "--variant=head=@HEAD --CommTap.websocket_push_interval=0.002",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=200,
+    proc = bench(
+        *("variants.py", "--rt-slices", "2", "--flood-slices", "1"),
+        "--variant=nagle=--CommTap.websocket_nodelay=False",
+        "--variant=head=@HEAD --CommTap.websocket_push_interval=0.002",
         cwd=tmp_path,
+        timeout=200,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sections: dict[str, set[str]] = {}
@@ -155,11 +157,6 @@ def test_bench_variants_smoke(tmp_path: Path) -> None:
         "v1 comm flood, server CPU/msg": names,
     }, proc.stdout
 
-    bad = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "variants.py"), "--variant=x=--CommTap.guard=maybe"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    bad = bench("variants.py", "--variant=x=--CommTap.guard=maybe", cwd=tmp_path, timeout=120)
     assert bad.returncode != 0
+    assert "server x has no jupyter_comm_ext" in bad.stderr, bad.stderr[-3000:]
