@@ -53,7 +53,9 @@ def variant(spec: str) -> tuple[str, Server]:
     return name, Server(name, True, args, code)
 
 
-async def compare(servers: dict[str, Server], proto: str, slices: dict[str, int]) -> None:
+async def compare(
+    servers: dict[str, Server], proto: str, rt_slices: int, flood_slices: int
+) -> None:
     await asyncio.gather(*(s.start() for s in servers.values()))
     clients = {}
     for name, server in servers.items():
@@ -61,11 +63,21 @@ async def compare(servers: dict[str, Server], proto: str, slices: dict[str, int]
         await clients[name].execute(relay.ECHO_TARGET)
     echo = {name: await relay.open_echo(c) for name, c in clients.items()}
     order = random.Random(0)
-    cases = {
-        "round trip, server CPU": (partial(sliced_roundtrips, clients, echo, RT_N), RT_N),
-        "comm flood, server CPU/msg": (partial(sliced_flood, clients, "comm", FLOOD_N), FLOOD_N),
-    }
-    for (case, (one, units)), n in zip(cases.items(), slices.values(), strict=True):
+    cases = (
+        (
+            "round trip, server CPU",
+            partial(sliced_roundtrips, clients, echo, RT_N),
+            RT_N,
+            rt_slices,
+        ),
+        (
+            "comm flood, server CPU/msg",
+            partial(sliced_flood, clients, "comm", FLOOD_N),
+            FLOOD_N,
+            flood_slices,
+        ),
+    )
+    for case, one, units, n in cases:
         results = await in_slices(servers, n, order, one, "cpu", units)
         stock = [r["cpu"] for r in results["stock"]]
         print(f"{proto} {case} ({n} slices of {units}), vs stock:", flush=True)
@@ -91,11 +103,10 @@ def main(argv: list[str] | None = None) -> None:
         "ext": Server("ext", True),
         **dict(args.variant),
     }
-    slices = {"rt": args.rt_slices, "flood": args.flood_slices}
 
     async def run() -> None:
         try:
-            await compare(servers, args.protocol, slices)
+            await compare(servers, args.protocol, args.rt_slices, args.flood_slices)
         finally:
             await asyncio.gather(*(s.shutdown() for s in servers.values()), return_exceptions=True)
 

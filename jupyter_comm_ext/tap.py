@@ -84,7 +84,7 @@ class CommTap(LoggingConfigurable):
 
 
 class TapMixin:
-    """Mixed in front of a kernel websocket connection class by `tap_connection_class`."""
+    """Mixed in front of a kernel websocket connection class by `CommTap.connection_class`."""
 
     comm_tap: CommTap  # set on the generated class, and its mirror
     comm_mirror: Any
@@ -129,8 +129,8 @@ class TapMixin:
         chosen in the handshake, the ids before `connect`): per frame, these lookups through
         tornado's and jupyter_server's properties and traits cost as much as reading it."""
         subprotocol = getattr(self.websocket_handler, "selected_subprotocol", None)
-        self._v1 = subprotocol == V1_SUBPROTOCOL
         self._kernel_id, self._session_id = self.kernel_id, self.session_id
+        self._v1 = subprotocol == V1_SUBPROTOCOL  # last: if a lookup raised, learn again
 
     def handle_incoming_message(self, incoming_msg: str | bytes) -> None:
         """Peek at a frontend's frame, relay it, then mirror it if the relay took it."""
