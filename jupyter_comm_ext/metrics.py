@@ -40,6 +40,9 @@ class CommMetrics(LoggingConfigurable):
         super().__init__(**kwargs)
         self.mirror = mirror
         self.tap = tap
+        # The label values of the last scrape: a target whose last comm closed keeps its
+        # series at 0 (a series that vanishes is never seen to drop), while the cap has room.
+        self._labelled: list[str] = []
 
     def start(self) -> None:
         _COLLECTOR.sources.append(self)
@@ -49,14 +52,24 @@ class CommMetrics(LoggingConfigurable):
             _COLLECTOR.sources.remove(self)
 
     def open_by_target(self) -> dict[str, int]:
-        """Open comms per target name, the rarest past the cap folded into "other"."""
+        """Open comms per target name, the rarest past the cap folded into "other".
+
+        A target that had a series keeps it at 0 once its comms are closed, as long as
+        targets with open comms leave room under the cap.
+        """
         counts = Counter(
             r.target_name or "" for r in self.mirror.registry.live_records() if r.status == "open"
         )
         kept = dict(counts.most_common(self.max_target_labels))
         rest = sum(n for name, n in counts.items() if name not in kept)
-        if rest:
+        for name in self._labelled:
+            if len(kept) >= self.max_target_labels:
+                break
+            if name != OTHER:
+                kept.setdefault(name, 0)
+        if rest or OTHER in self._labelled:
             kept[OTHER] = kept.get(OTHER, 0) + rest
+        self._labelled = list(kept)
         return kept
 
 

@@ -25,7 +25,8 @@ async def scrape(jp_fetch) -> dict[tuple[str, tuple], float]:
 
 
 def value(samples, name, **labels):
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sample's value; a KeyError if it is not there (a missing series is not a 0)."""
+    return samples[(name, tuple(sorted(labels.items())))]
 
 
 async def test_gauges_and_counters_follow_the_comms(
@@ -88,6 +89,35 @@ async def test_target_labels_are_capped(
         if name == "jupyter_comm_ext_open_comms"
     }
     assert targets == {"a": 3, "b": 2, "other": 2}
+    ws.close()
+
+
+async def test_a_target_reads_0_after_its_last_comm_closes(
+    jp_serverapp, jp_fetch, fetch_json, jp_ws_fetch, start_kernel
+):
+    """Its series stays, so a graph or an alert sees the drop, while the label cap has room."""
+    extension(jp_serverapp).metrics.max_target_labels = 2
+    kernel_id = await start_kernel()
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
+    await ws.execute("from comm import create_comm\nw = create_comm(target_name='w')")
+    await wait_for(lambda: _open(fetch_json, 1), what="the comm of w")
+    assert value(await scrape(jp_fetch), "jupyter_comm_ext_open_comms", target_name="w") == 1
+
+    await ws.execute("w.close()")
+    await wait_for(lambda: _open(fetch_json, 0), what="w's comm to close")
+    samples = await scrape(jp_fetch)
+    assert value(samples, "jupyter_comm_ext_open_comms", target_name="w") == 0
+    assert value(await scrape(jp_fetch), "jupyter_comm_ext_open_comms", target_name="w") == 0
+
+    # targets with open comms take the cap's places first: w's 0 gives its place up
+    await ws.execute("cs = [create_comm(target_name=t) for t in ['a', 'b']]")
+    await wait_for(lambda: _open(fetch_json, 2), what="the comms of a and b")
+    targets = {
+        dict(labels)["target_name"]: v
+        for (name, labels), v in (await scrape(jp_fetch)).items()
+        if name == "jupyter_comm_ext_open_comms"
+    }
+    assert targets == {"a": 1, "b": 1}
     ws.close()
 
 
