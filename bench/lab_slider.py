@@ -4,7 +4,7 @@ JupyterLab in Debian's Chromium (headless, driven by Playwright) opens a noteboo
 ipywidgets IntSlider and drags it. In the page, each update the slider sends (`comm_msg`,
 method `update`) is timed until the kernel's `echo_update` arrives: the round trip a user's
 drag waits for. Servers: stock jupyter_server, the extension, and the extension with
-`CommTap.websocket_nodelay=False`; rounds interleaved.
+`WebsocketNodelay.enabled=False`; rounds interleaved.
 
 Not part of `run.py` (it needs JupyterLab, from the test extra)::
 
@@ -118,7 +118,7 @@ async def main(rounds: int, moves: int) -> dict[str, list[float]]:
     servers = {
         "stock": Server("lab-stock", False),
         "ext": Server("lab-ext", True),
-        "ext_nagle": Server("lab-ext-nagle", True, ["--CommTap.websocket_nodelay=False"]),
+        "ext_nagle": Server("lab-ext-nagle", True, ["--WebsocketNodelay.enabled=False"]),
     }
     samples: dict[str, list[float]] = {name: [] for name in servers}
     try:

@@ -116,7 +116,7 @@ class RelayServers:
             "stock": Server("stock", False),
             "ext": Server("ext", True, ext_args, code),
             "stock_aa": Server("stock-aa", False),
-            "ext_nagle": Server("ext-nagle", True, ["--CommTap.websocket_nodelay=False"], code),
+            "ext_nagle": Server("ext-nagle", True, ["--WebsocketNodelay.enabled=False"], code),
         }
         self.kernels: dict[str, str] = {}
         self.clients: dict[str, KernelClient] = {}

@@ -2,7 +2,7 @@
 
     python bench/variants.py \\
         --variant "no-watcher-traffic=--CommMirror.iopub_topics=['zzz-']" \\
-        --variant "nagle=--CommTap.websocket_nodelay=False" \\
+        --variant "nagle=--WebsocketNodelay.enabled=False" \\
         --variant "before=@85bb218"
 
 A variant is a server with the extension and extra command-line arguments, or the package

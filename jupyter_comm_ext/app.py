@@ -11,6 +11,7 @@ from .culler import CommCuller
 from .handlers import handlers
 from .metrics import CommMetrics
 from .mirror import CommMirror
+from .nodelay import WebsocketNodelay
 from .page import page_handlers
 from .tap import CommTap
 
@@ -22,7 +23,7 @@ class CommExtensionApp(ExtensionApp):
 
     name = "jupyter_comm_ext"
     load_other_extensions = True
-    classes: ClassVar[list[type]] = [CommMirror, CommTap, CommCuller, CommMetrics]
+    classes: ClassVar[list[type]] = [CommMirror, CommTap, WebsocketNodelay, CommCuller, CommMetrics]
 
     #: set once `initialize_settings` has wired everything; None if loading failed
     culler: CommCuller | None = None
@@ -40,6 +41,7 @@ class CommExtensionApp(ExtensionApp):
             # A bad setting raises here (a TraitError naming it); jupyter_server then logs it
             # and runs on without the extension, so the mirror must not stay behind.
             tap = CommTap(parent=self, mirror=mirror)
+            nodelay = WebsocketNodelay(parent=self, **tap.renamed_settings())
             culler = CommCuller(parent=self, mirror=mirror)
             metrics = CommMetrics(mirror, tap, parent=self)
         except Exception:
@@ -49,8 +51,9 @@ class CommExtensionApp(ExtensionApp):
         # self.settings starts as a copy of the server's and is written back over them.
         self.settings["comm_mirror"] = mirror
         self.settings["comm_tap"] = tap
+        stock = self.settings["kernel_websocket_connection_class"]
         self.settings["kernel_websocket_connection_class"] = tap.connection_class(
-            self.settings["kernel_websocket_connection_class"]
+            nodelay.connection_class(stock)
         )
         self.culler, self.metrics = culler, metrics
         metrics.start()

@@ -15,10 +15,10 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from .mirror import CommMirror
-from .registry import ORIGINS, STATUSES, CommFilter, CommRecord, page
+from .query import FILTERS, BadQuery, CommFilter
+from .registry import CommRecord, page
 
 AUTH_RESOURCE = "comms"
-FILTERS = ("kernel_id", "target_name", "origin", "min_idle", "status")
 PAGING = ("limit", "cursor")
 #: query arguments jupyter_server itself reads, allowed on every route
 SERVER_ARGUMENTS = ("token", "_xsrf")
@@ -83,51 +83,42 @@ class CommsBaseHandler(APIHandler):
 
     def comm_filter(self) -> CommFilter:
         """The filters of the query string, validated (400 on any bad value)."""
-        args = {name: self.get_query_argument(name, None) for name in FILTERS}
-        # `status=` (empty) is not "the default": it is a value outside the enum
-        status = "open" if args["status"] is None else args["status"]
-        if status not in STATUSES:
-            raise web.HTTPError(400, f"status must be one of {', '.join(STATUSES)}")
-        if args["origin"] is not None and args["origin"] not in ORIGINS:
-            raise web.HTTPError(400, f"origin must be one of {', '.join(ORIGINS)}")
-        min_idle = None
-        if args["min_idle"] is not None:
-            try:
-                min_idle = float(args["min_idle"])
-            except ValueError:
-                min_idle = -1.0
-            if not 0 <= min_idle < float("inf"):
-                raise web.HTTPError(400, "min_idle must be a number of seconds >= 0")
-        if args["kernel_id"] is not None and args["kernel_id"] not in self.kernel_manager:
-            raise web.HTTPError(404, f"no kernel with id {args['kernel_id']!r}")
-        return CommFilter(
-            kernel_id=args["kernel_id"],
-            target_name=args["target_name"],
-            origin=args["origin"],
-            min_idle=min_idle,
-            status=status,
-        )
+        try:
+            flt = CommFilter.from_arguments(
+                {name: self.get_query_argument(name, None) for name in FILTERS}
+            )
+        except BadQuery as e:
+            raise web.HTTPError(400, str(e)) from None
+        if flt.kernel_id is not None and flt.kernel_id not in self.kernel_manager:
+            raise web.HTTPError(404, f"no kernel with id {flt.kernel_id!r}")
+        return flt
 
-    @property
-    def username(self) -> str | None:
-        """Who closes: the authenticated user, after whoever they say they act for (a
-        label only: the authenticated name is always in it, so no one can pass as another)."""
+    def closer(self) -> tuple[str | None, str | None]:
+        """Who closes, as (username, display name): the authenticated user, after whoever
+        they say they act for (a label only: the authenticated name is always in it, so no
+        one can pass as another)."""
         user = self.current_user
         name = getattr(user, "username", None) or getattr(user, "name", None)
+        shown = getattr(user, "display_name", None) or getattr(user, "name", None) or name
         asker = self.request.headers.get(ON_BEHALF_HEADER)
         if asker is None:
-            return name
+            return name, shown
         if ON_BEHALF_VALUE.fullmatch(asker) is None:
             raise web.HTTPError(
                 400, f"{ON_BEHALF_HEADER} must be 1 to 256 printable ASCII characters"
             )
-        return f"{asker} via {name}"
+        return f"{asker} via {name}", f"{asker} via {shown}"
 
     async def force_close(
-        self, records: list[CommRecord], username: str | None
+        self, records: list[CommRecord], closer: tuple[str | None, str | None]
     ) -> list[CommRecord]:
         """Close each record; the ones whose kernel went away meanwhile are left out."""
-        return [r for r in records if await self.mirror.force_close(r, username=username)]
+        username, shown = closer
+        return [
+            r
+            for r in records
+            if await self.mirror.force_close(r, username=username, display_name=shown)
+        ]
 
     async def refresh_if_asked(self, kernel_ids: list[str] | None = None) -> None:
         """With `refresh=1`, ask the kernels first; the ones that could not be asked are
@@ -210,16 +201,14 @@ class CommsHandler(CommsBaseHandler):
     async def delete(self) -> None:
         """Force-close every open (or orphaned) comm that matches; never all by accident."""
         self.check_arguments(FILTERS)
-        username = self.username  # a bad X-Comms-On-Behalf-Of is a 400 even if nothing matches
+        closer = self.closer()  # a bad X-Comms-On-Behalf-Of is a 400 even if nothing matches
         flt = self.comm_filter()
-        if flt.is_empty:
-            raise web.HTTPError(
-                400, "closing comms in bulk needs at least one filter (or status=orphaned)"
-            )
-        if flt.status not in ("open", "orphaned"):
-            raise web.HTTPError(400, "only open or orphaned comms can be closed")
+        try:
+            flt.check_closable()
+        except BadQuery as e:
+            raise web.HTTPError(400, str(e)) from None
         self.mirror.sync_kernels()
-        self.write_models(await self.force_close(self.mirror.registry.query(flt), username))
+        self.write_models(await self.force_close(self.mirror.registry.query(flt), closer))
 
 
 class CommHandler(CommsBaseHandler):
@@ -237,12 +226,12 @@ class CommHandler(CommsBaseHandler):
     async def delete(self, comm_id: str) -> None:
         """Force-close one comm: 204, or 404 if unknown or already closed."""
         self.check_arguments(())
-        username = self.username
+        closer = self.closer()
         self.mirror.sync_kernels()
         record = self.find(comm_id)
         if record.status == "closed":
             raise web.HTTPError(404, f"comm {comm_id!r} is already closed")
-        if not await self.force_close([record], username):
+        if not await self.force_close([record], closer):
             raise web.HTTPError(404, f"the kernel of comm {comm_id!r} is gone")
         self.set_status(204)
         self.finish()

@@ -12,12 +12,12 @@ import inspect
 from typing import Any
 
 from jupyter_client.session import Session
-from traitlets import Bool, Float, Instance, Int, List, Unicode
+from traitlets import Bool, Float, Instance, Int, List, Unicode, observe
 from traitlets.config import LoggingConfigurable
 
 from . import registry as reg
 from .control import CommInfo, comm_close_for_frontends, write_to_frontend
-from .kernels import KernelTracker
+from .lifecycle import KernelTracker
 from .problems import RateLimitedLog
 from .protocol import CommMessage, MalformedMessage
 from .registry import CommRecord, CommRegistry
@@ -52,24 +52,21 @@ class CommMirror(LoggingConfigurable):
     share_activity_stream = Bool(
         False,
         config=True,
-        help="""Read each local kernel's comm messages from the IOPub subscription that
-        jupyter_server's kernel manager already keeps on it to track activity, rather than
-        from a subscription of the mirror's own. The server then receives each kernel
-        message once, not twice (~3 % of a widget round trip's server CPU, measured), but
-        that subscription's high-water mark must be raised to `iopub_queue_limit`, so in a
-        burst jupyter_server's activity tracker, which otherwise drops what overflows,
-        reads every message one event-loop turn at a time, and the mirror falls behind
-        (measured: 311 s behind a kernel opening and closing 1,000,000 comms, against 19 s
-        with its own subscription). The mirror subscribes itself when this is off, or when
-        the kernel manager keeps no such subscription.""",
+        help="Deprecated: has no effect (the mirror always reads its own IOPub subscription).",
     )
+
+    @observe("share_activity_stream")
+    def _share_activity_stream_changed(self, change: dict[str, Any]) -> None:
+        self.log.warning(
+            "CommMirror.share_activity_stream is deprecated and has no effect: the mirror "
+            "reads its own IOPub subscription, which keeps up with bursts"
+        )
 
     iopub_topics = List(
         Unicode(),
         default_value=["comm-"],
         config=True,
-        help="""ZMQ topic prefixes of the mirror's own IOPub subscription (see
-        `share_activity_stream`; the shared one takes every topic). ipykernel and the
+        help="""ZMQ topic prefixes of the mirror's IOPub subscription. ipykernel and the
         `comm` package publish comm messages under `comm-<comm_id>`, which lets libzmq
         filter all other output out before it reaches the server. Use [""] for kernels
         that publish comm messages without that topic.""",
@@ -79,8 +76,8 @@ class CommMirror(LoggingConfigurable):
         50_000,
         config=True,
         help="""How many of a kernel's messages may wait for the server to read them (the
-        ZMQ receive high-water mark of the IOPub subscription the mirror reads, shared or
-        its own; stock's is 1000). A kernel that
+        ZMQ receive high-water mark of the mirror's IOPub subscription; stock's is 1000).
+        A kernel that
         publishes faster than a busy server reads (10,000 widgets opened in a loop) is
         counted exactly up to that backlog; past it libzmq drops the excess (counts fall
         short; the comms themselves are recovered by the next reconcile), which bounds the
@@ -201,7 +198,6 @@ class CommMirror(LoggingConfigurable):
                 self.log,
                 self.iopub_topics,
                 self.iopub_queue_limit,
-                self.share_activity_stream,
             )
         self.watchers[kernel_id] = watcher
         self.registry.add_kernel(kernel_id)
@@ -300,7 +296,11 @@ class CommMirror(LoggingConfigurable):
     # -- force-close -------------------------------------------------------------------
 
     async def force_close(
-        self, record: CommRecord, reason: str = reg.FORCE_CLOSED, username: str | None = None
+        self,
+        record: CommRecord,
+        reason: str = reg.FORCE_CLOSED,
+        username: str | None = None,
+        display_name: str | None = None,
     ) -> bool:
         """Close a comm on both sides, whether or not a frontend is connected.
 
@@ -317,7 +317,7 @@ class CommMirror(LoggingConfigurable):
             return False
         self.ensure_watched(kernel_id)
         orphan = record.status == "orphaned"
-        self.registry.close(record, reason, closed_by=username)
+        self.registry.close(record, reason, closed_by=username, closed_by_name=display_name)
         record.kernel_told = True
         self.emit(
             "culled" if reason == reg.CULLED else "force_closed",

@@ -15,10 +15,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import orjson
 
-from .protocol import CommMessage
+from .query import ORIGINS, CommFilter
+
+if TYPE_CHECKING:
+    from .protocol import CommMessage
 
 #: Directions a comm message can travel, as used in the model's counters.
 TO_KERNEL = "to_kernel"
@@ -32,9 +36,6 @@ FORCE_CLOSED = "force-closed"
 CULLED = "culled"
 
 CLOSE_REASONS = (CLOSED_BY_KERNEL, CLOSED_BY_FRONTEND, KERNEL_RESTARTED, FORCE_CLOSED, CULLED)
-
-STATUSES = ("open", "closed", "orphaned", "all")
-ORIGINS = ("kernel", "frontend", "unknown")
 
 #: What one comm message did to the mirror (see `CommRegistry.observe`).
 OPENED = "opened"
@@ -100,6 +101,8 @@ class CommRecord:
     closed_at: float | None = None
     close_reason: str | None = None
     closed_by: str | None = None
+    #: how the person who closed it is shown (their display name); `closed_by` identifies them
+    closed_by_name: str | None = None
     #: set when the kernel was sent comm_close (by a frontend, or by us force-closing): a
     #: reconcile that still finds it in the idle kernel later turns the record into an orphan.
     kernel_told: bool = False
@@ -138,7 +141,7 @@ class CommRecord:
         return self._json
 
     def to_model(self) -> dict:
-        """The REST model from DESIGN.md."""
+        """The REST model (`Comm` in rest-api.yml)."""
         return {
             "comm_id": self.comm_id,
             "kernel_id": self.kernel_id,
@@ -157,41 +160,8 @@ class CommRecord:
             "closed_at": isoformat(self.closed_at),
             "close_reason": self.close_reason,
             "closed_by": self.closed_by,
+            "closed_by_name": self.closed_by_name,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class CommFilter:
-    """The query filters of `GET /api/comms`, already validated."""
-
-    kernel_id: str | None = None
-    target_name: str | None = None
-    origin: str | None = None
-    min_idle: float | None = None
-    status: str = "open"
-
-    @property
-    def is_empty(self) -> bool:
-        """True when nothing narrows the match down (`status=orphaned` does: orphans are few
-        and every frontend already let go of them)."""
-        return (
-            self.kernel_id is None
-            and self.target_name is None
-            and self.origin is None
-            and self.min_idle is None
-            and self.status != "orphaned"
-        )
-
-    def matches(self, record: CommRecord, now: float) -> bool:
-        if self.status != "all" and record.status != self.status:
-            return False
-        if self.kernel_id is not None and record.kernel_id != self.kernel_id:
-            return False
-        if self.target_name is not None and record.target_name != self.target_name:
-            return False
-        if self.origin is not None and record.origin != self.origin:
-            return False
-        return self.min_idle is None or record.idle_seconds(now) >= self.min_idle
 
 
 class _Tally:
@@ -454,6 +424,7 @@ class CommRegistry:
         reason: str,
         *,
         closed_by: str | None = None,
+        closed_by_name: str | None = None,
         now: float | None = None,
     ) -> None:
         """Move a live record to the closed history (the oldest closed one may fall off)."""
@@ -462,6 +433,7 @@ class CommRegistry:
         record.closed_at = time.time() if now is None else now
         record.close_reason = reason
         record.closed_by = closed_by
+        record.closed_by_name = closed_by_name
         self.closes[reason] = self.closes.get(reason, 0) + 1
         if self._closed and len(self._closed) == self._closed.maxlen:
             self._forgotten.add(self._closed[0])

@@ -1,28 +1,26 @@
-"""The interposer on kernel websocket connections.
+"""The interposer on kernel websocket connections, and the guard in front of the relay.
 
 We wrap whatever connection class the server is configured with (the default ZMQ one, the
 gateway's, another extension's) in a subclass that peeks at each frame on its way through
 and then hands it, unchanged, to the original.  The tap never changes a byte, never blocks,
 and never raises into the relay: an error inside it is logged (rate-limited) and swallowed.
+The guard is the one exception to "unchanged": a frame that would break the stock relay or
+the kernel is refused (`CommTap.guard`).
 """
 
 from __future__ import annotations
 
-import socket
-from time import monotonic
 from typing import Any
 
-from tornado.ioloop import IOLoop
-from traitlets import Bool, Float, Instance
+from traitlets import Bool, Float, Instance, observe
 from traitlets.config import LoggingConfigurable
 
 from . import protocol
 from .problems import RateLimitedLog
 from .protocol import V1_SUBPROTOCOL, BadFraming, InvalidUnicode, MalformedMessage
 
-#: frames a websocket writes without a pause before Nagle's algorithm may pack them (see
-#: `CommTap.websocket_push_interval`); a widget's round trip writes three (busy, echo, idle)
-FLOOD_FRAMES = 4
+#: the settings that moved to `WebsocketNodelay`, by their new names
+RENAMED = {"websocket_nodelay": "enabled", "websocket_push_interval": "push_interval"}
 
 
 class CommTap(LoggingConfigurable):
@@ -38,27 +36,9 @@ class CommTap(LoggingConfigurable):
         ipykernel). Valid traffic is untouched.""",
     )
 
-    websocket_nodelay = Bool(
-        True,
-        config=True,
-        help="""Do not let kernel websocket frames wait for the frontend's ACK.
-        With Nagle's algorithm on, when a kernel answers a frontend with several messages
-        (status busy, the reply or comm echo, status idle), the second small frame waits
-        until the frontend ACKs the first, and the frontend delays that ACK (40 ms on
-        Linux): a widget's comm round trip then takes ~45 ms instead of ~3 ms. Browsers
-        cannot change their ACK timing, so the server must not wait for it.
-        See `websocket_push_interval` for how.""",
-    )
-
+    websocket_nodelay = Bool(True, config=True, help="Deprecated: use `WebsocketNodelay.enabled`.")
     websocket_push_interval = Float(
-        0.001,
-        config=True,
-        help="""With `websocket_nodelay`: frames leave at once (TCP_NODELAY) while a
-        websocket writes a few at a time (a widget's round trip: status, echo, status);
-        once it writes `FLOOD_FRAMES` frames with no pause of this many seconds, Nagle's
-        algorithm packs the rest of the flood (less CPU than one segment per frame), and
-        when the frames stop for this long, what it holds is pushed out and frames leave
-        at once again. 0: TCP_NODELAY always, floods included.""",
+        0.001, config=True, help="Deprecated: use `WebsocketNodelay.push_interval`."
     )
 
     mirror = Instance("jupyter_comm_ext.mirror.CommMirror")
@@ -68,6 +48,20 @@ class CommTap(LoggingConfigurable):
         self.problems = RateLimitedLog(self.log)
         #: client frames dropped by the guard since the server started
         self.refused_frames = 0
+
+    @observe(*RENAMED)
+    def _renamed(self, change: dict[str, Any]) -> None:
+        self.log.warning(
+            "CommTap.%s is deprecated: use WebsocketNodelay.%s",
+            change["name"],
+            RENAMED[change["name"]],
+        )
+
+    def renamed_settings(self) -> dict[str, Any]:
+        """The deprecated settings given, under their `WebsocketNodelay` names."""
+        return {
+            RENAMED[name]: getattr(self, name) for name in RENAMED if name in self.config.CommTap
+        }
 
     def refuses(self, error: MalformedMessage) -> bool:
         """Whether a frame must be dropped rather than handed to the stock relay."""
@@ -100,24 +94,8 @@ class TapMixin:
     _kernel_id: str = ""
     _session_id: str | None = None
 
-    #: seconds of quiet that end a burst of frames (0: no bursts, or TCP_NODELAY is off)
-    _push_interval: float = 0
-    #: the timer that will push this websocket's held frames out (see `_push`)
-    _push_pending: Any = None
-    #: time.monotonic() of the last frame written (the event loop's clock, read without
-    #: two layers of Python per frame), and frames written since the last pause
-    _last_write: float = 0.0
-    _burst: int = 0
-    #: the connection's IOLoop (looking it up per message costs more than the rest of the tap)
-    _loop: Any = None
-
     def connect(self) -> Any:
-        tap = self.comm_tap
         self.comm_mirror.add_connection(self)
-        self._loop = IOLoop.current()
-        if tap.websocket_nodelay:
-            self._push_interval = tap.websocket_push_interval
-            self._tcp_nodelay(True)
         return self.comm_mirror.when_watched(self, super().connect())  # type: ignore[misc]
 
     def disconnect(self) -> Any:
@@ -213,43 +191,3 @@ class TapMixin:
                 self.kernel_id,
                 e,
             )
-        if self._push_interval:
-            now = monotonic()
-            if now - self._last_write >= self._push_interval:
-                self._burst = 0
-            self._last_write = now
-            self._burst += 1
-            if self._burst == FLOOD_FRAMES:
-                self._coalesce()
-
-    def _coalesce(self) -> None:
-        """A flood: let Nagle's algorithm pack its frames until they stop (see `_push`)."""
-        if self._push_pending is None and self._tcp_nodelay(False):
-            self._push_pending = self._loop.call_later(self._push_interval, self._push)
-
-    def _push(self) -> None:
-        """Once a flood's frames stop, send what Nagle's algorithm holds: setting TCP_NODELAY
-        pushes pending segments, and leaves the next frames to go at once (see
-        `CommTap.websocket_nodelay`).  While frames keep coming, Nagle is left to pack them.
-        """
-        quiet = monotonic() - self._last_write
-        if quiet < self._push_interval:
-            self._push_pending = self._loop.call_later(self._push_interval - quiet, self._push)
-            return
-        self._push_pending = None
-        self._tcp_nodelay(True)
-
-    def _tcp_nodelay(self, on: bool) -> bool:
-        """Set TCP_NODELAY on the websocket's socket; False if there is none (it closed)."""
-        conn = self.websocket_handler.ws_connection if self.websocket_handler else None
-        sock = conn.stream.socket if conn is not None and conn.stream is not None else None
-        if sock is None:
-            return False
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(on))
-            return True
-        except OSError as e:  # closing under us
-            self.comm_tap.problems.warning(
-                "nodelay", self.kernel_id, "Could not set TCP_NODELAY: %r", e
-            )
-            return False

@@ -32,7 +32,7 @@ def test_bench_run_smoke(tmp_path: Path) -> None:
         *("run.py", "--smoke", "--json", str(out)),
         # the relay's extension server takes extra arguments (a part's cost is the
         # difference to a default run); a traitlet the server rejects would fail the run
-        "--ext-arg=--CommTap.websocket_push_interval=0.002",
+        "--ext-arg=--WebsocketNodelay.push_interval=0.002",
         cwd=tmp_path,
         timeout=280,
     )
@@ -40,7 +40,7 @@ def test_bench_run_smoke(tmp_path: Path) -> None:
     assert "GET /api/comms" in proc.stdout
     report = json.loads(out.read_text())
     assert report["smoke"] is True
-    assert report["ext_args"] == ["--CommTap.websocket_push_interval=0.002"]
+    assert report["ext_args"] == ["--WebsocketNodelay.push_interval=0.002"]
     assert {"cpus", "cpu_model", "python"} <= set(report["machine"])
 
     relay = report["relay"]["summary"]
@@ -137,8 +137,8 @@ def test_bench_variants_smoke(tmp_path: Path) -> None:
     the default extension, one line per server and case; a rejected setting fails the run."""
     proc = bench(
         *("variants.py", "--rt-slices", "2", "--flood-slices", "1"),
-        "--variant=nagle=--CommTap.websocket_nodelay=False",
-        "--variant=head=@HEAD --CommTap.websocket_push_interval=0.002",
+        "--variant=nagle=--WebsocketNodelay.enabled=False",
+        "--variant=head=@HEAD --WebsocketNodelay.push_interval=0.002",
         cwd=tmp_path,
         timeout=200,
     )

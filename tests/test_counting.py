@@ -1,14 +1,11 @@
 """Each of a kernel's comm messages is counted once while frontends come and go: the
-watcher counts, whoever is connected, on a subscription of its own (the default) or on the
-kernel manager's activity subscription (`CommMirror.share_activity_stream`)."""
+watcher counts, whoever is connected, on a subscription of its own."""
 
 from __future__ import annotations
 
 import asyncio
 
-import pytest
-from helpers import wait_for
-from traitlets.config import Config
+from waiting import wait_for
 from wsclient import KernelWS, comm_msgs, execute_content
 
 FLOOD = """
@@ -19,13 +16,6 @@ for i in range({n}):
     flood.send({{"i": i}})
     time.sleep({pause})
 """
-
-
-@pytest.fixture(params=["shared", "own"])
-def jp_server_config(request: pytest.FixtureRequest, jp_server_config: Config) -> Config:
-    config = Config(jp_server_config)
-    config.CommMirror.share_activity_stream = request.param == "shared"
-    return config
 
 
 async def from_kernel(fetch_json, target: str) -> int | None:
@@ -67,32 +57,3 @@ async def test_no_message_lost_or_doubled_while_frontends_come_and_go(
     await wait_for(lambda: _counted(fetch_json, "flood", n + 6), timeout=20, what="5 more")
     await asyncio.sleep(0.3)
     assert await from_kernel(fetch_json, "flood") == n + 6
-
-
-async def test_the_watcher_reads_the_subscription_it_is_configured_to(
-    jp_serverapp, fetch_json, jp_ws_fetch, start_kernel
-):
-    """Shared: no second subscription, and jupyter_server still tracks the kernel's
-    activity on it; closing the watcher gives the subscription back as it was."""
-    kernel_id = await start_kernel()
-    mirror = jp_serverapp.web_app.settings["comm_mirror"]
-    km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
-    await wait_for(lambda: kernel_id in mirror.watchers, what="a watcher")
-    watcher = mirror.watchers[kernel_id]
-    assert await watcher.subscribed(10)
-    stream = km._activity_stream
-    if not mirror.share_activity_stream:
-        assert watcher.shared is None and watcher.socket is not None
-        assert "record_activity" in stream._recv_callback.__qualname__
-        return
-    assert watcher.shared is stream and watcher.socket is None
-    assert stream._recv_callback == watcher._on_shared
-    before = km.last_activity
-    ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
-    await ws.execute("from comm import create_comm; c = create_comm(target_name='shared')")
-    await wait_for(lambda: _counted(fetch_json, "shared", 1), what="the comm_open counted")
-    await wait_for(lambda: km.execution_state == "idle", what="jupyter_server saw idle")
-    assert km.last_activity > before  # stock's callback still runs on every message
-    ws.close()
-    watcher.close()
-    assert "record_activity" in stream._recv_callback.__qualname__

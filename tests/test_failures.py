@@ -13,7 +13,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from helpers import ServerProcess, captured, extension, wait_for
+from inprocess import captured, extension
+from server_process import ServerProcess
+from waiting import wait_for
 from wsclient import KernelWS, comm_msgs
 
 from jupyter_comm_ext.culler import CommCuller
@@ -91,7 +93,7 @@ async def test_a_bad_setting_is_named_and_the_server_runs_on_without_us(tmp_path
     """jupyter_server runs on without an extension that fails to load, and logs why: the
     error names the setting, and nothing of ours follows it (no second error when the
     server starts the extension or stops it)."""
-    bad = ["--CommTap.websocket_push_interval=x"]
+    bad = ["--WebsocketNodelay.push_interval=x"]
     server = ServerProcess(tmp_path, extension=True, args=bad, loads=False)  # /api/comms: 404
     try:
         kernel_id = await server.start_kernel()
@@ -103,7 +105,7 @@ async def test_a_bad_setting_is_named_and_the_server_runs_on_without_us(tmp_path
     finally:
         server.stop()
     log = server.log()
-    assert "'websocket_push_interval' trait of a CommTap instance expected a float" in log
+    assert "'push_interval' trait of a WebsocketNodelay instance expected a float" in log
     assert "jupyter_comm_ext | extension failed starting" not in log
     assert "AttributeError" not in log
 

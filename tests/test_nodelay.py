@@ -7,12 +7,16 @@ mechanism is checked (socket options and pushes), never a timing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import pytest
-from helpers import ECHO_TARGET, wait_for
+from kernel_code import ECHO_TARGET
 from traitlets.config import Config
+from waiting import wait_for
 from wsclient import PROTOCOLS, KernelWS, comm_msgs
+
+from jupyter_comm_ext.tap import CommTap
 
 
 def connection_of(jp_serverapp, kernel_id: str):
@@ -82,7 +86,7 @@ class TestNodelayForGood:
     @pytest.fixture
     def jp_server_config(self, jp_server_config: Config) -> Config:
         config = Config(jp_server_config)
-        config.CommTap.websocket_push_interval = 0
+        config.WebsocketNodelay.push_interval = 0
         return config
 
     async def test_push_interval_zero_sets_nodelay(self, jp_serverapp, jp_ws_fetch, start_kernel):
@@ -100,7 +104,7 @@ class TestNodelayOff:
     @pytest.fixture
     def jp_server_config(self, jp_server_config: Config) -> Config:
         config = Config(jp_server_config)
-        config.CommTap.websocket_nodelay = False
+        config.WebsocketNodelay.enabled = False
         return config
 
     async def test_stock_behaviour_when_off(self, jp_serverapp, jp_ws_fetch, start_kernel):
@@ -109,5 +113,32 @@ class TestNodelayOff:
         connection = connection_of(jp_serverapp, kernel_id)
         await ws.execute("pass")
         assert not server_side_nodelay(connection)
-        assert connection._push_pending is None
+        assert not hasattr(connection, "_push_pending")  # the websocket is the stock one
         ws.close()
+
+
+class TestDeprecatedName:
+    """`CommTap.websocket_nodelay`, the setting's former name, still works, with a warning."""
+
+    @pytest.fixture
+    def jp_server_config(self, jp_server_config: Config) -> Config:
+        config = Config(jp_server_config)
+        config.CommTap.websocket_nodelay = False
+        return config
+
+    async def test_former_name_still_turns_it_off(self, jp_serverapp, jp_ws_fetch, start_kernel):
+        kernel_id = await start_kernel()
+        ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
+        connection = connection_of(jp_serverapp, kernel_id)
+        await ws.execute("pass")
+        assert not server_side_nodelay(connection)
+        assert not hasattr(connection, "_push_pending")
+        ws.close()
+
+
+def test_former_name_warns(caplog: pytest.LogCaptureFixture) -> None:
+    config = Config({"CommTap": {"websocket_push_interval": 0.01}})
+    with caplog.at_level(logging.WARNING):
+        tap = CommTap(config=config, log=logging.getLogger("test_nodelay"))
+    assert tap.renamed_settings() == {"push_interval": 0.01}
+    assert "use WebsocketNodelay.push_interval" in caplog.text

@@ -4,6 +4,7 @@ no kernel, the messages and times given (`CommRegistry.observe`, `summary`, `pag
 from __future__ import annotations
 
 from jupyter_comm_ext.protocol import CommMessage
+from jupyter_comm_ext.query import CommFilter
 from jupyter_comm_ext.registry import (
     CAPPED,
     CLOSED,
@@ -12,7 +13,6 @@ from jupyter_comm_ext.registry import (
     FROM_KERNEL,
     OPENED,
     TO_KERNEL,
-    CommFilter,
     CommRegistry,
     page,
 )

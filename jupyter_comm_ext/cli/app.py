@@ -24,7 +24,8 @@ from jupyter_core.application import JupyterApp, base_aliases, base_flags
 from traitlets import Bool, Dict, Float, Integer, Unicode, default
 
 from .. import __version__
-from ..registry import ORIGINS, STATUSES, parse_isoformat
+from ..query import ORIGINS, STATUSES
+from ..registry import parse_isoformat
 from .client import EXIT_MEANINGS, CommsClient, CommsError, Exit, Response, find_server
 
 
@@ -191,7 +192,7 @@ class CommsCommand(ExitStatuses, JupyterApp):
             source = "JUPYTER_TOKEN"
         else:
             source = "--token"
-        server = find_server(self.url, self.token, source, self.runtime_dir, self.log)
+        server = find_server(self.url, self.token, source, self.runtime_dir)
         return CommsClient(server, self.timeout)
 
     def start(self) -> None:

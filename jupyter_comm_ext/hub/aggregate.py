@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin
 
+from orjson import loads
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.httputil import url_concat
 
-try:
-    from orjson import loads
-except ImportError:  # pragma: no cover
-    from json import loads
+from ..query import ORIGINS
 
 #: The Hub API answers lists with `{"items": ..., "_pagination": ...}` when asked with this.
 PAGINATION = "application/jupyterhub-pagination+json"
@@ -33,6 +31,10 @@ COMMS = "api/comms"
 SUMMARY = "api/comms/summary"
 #: Who asked the service to close: the user's server records "<this> via <service>".
 ON_BEHALF_HEADER = "X-Comms-On-Behalf-Of"
+
+#: Totals of a server summary that add up across servers.
+COUNTERS = ("open", "orphaned", "closed")
+DIRECTIONS = ("to_kernel", "from_kernel")
 
 OK = "ok"
 ERROR = "error"
@@ -260,6 +262,53 @@ class Aggregator:
             comms.extend(loads(response.body))
             url = _next_link(response, server.url)
         return comms
+
+    async def kernels(self, server: Server, timeout: float) -> list[dict[str, Any]]:
+        """A server's kernels, each with the notebook it runs (from the server's sessions),
+        so a page can say which notebook holds which comms."""
+        deadline = time.monotonic() + timeout
+        running = await self.get_json(server, "api/kernels", timeout)
+        left = max(0.001, deadline - time.monotonic())
+        sessions = await self.get_json(server, "api/sessions", left)
+        notebooks = {s["kernel"]["id"]: s.get("path") for s in sessions if s.get("kernel")}
+        return [
+            {
+                **server.ident(),
+                "kernel_id": k["id"],
+                "name": k.get("name"),
+                "execution_state": k.get("execution_state"),
+                "connections": k.get("connections"),
+                "notebook": notebooks.get(k["id"]),
+            }
+            for k in running
+        ]
+
+
+def add_up(summaries: list[dict]) -> dict[str, Any]:
+    """The servers' summaries added up (kernels stay per server: their ids say nothing here)."""
+    totals: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+    totals.update(
+        servers=len(summaries),
+        kernels=0,
+        messages=dict.fromkeys(DIRECTIONS, 0),
+        bytes=dict.fromkeys(DIRECTIONS, 0),
+        by_target={},
+        by_origin=dict.fromkeys(ORIGINS, 0),
+    )
+    for s in summaries:
+        for key in COUNTERS:
+            totals[key] += s.get(key, 0)
+        totals["kernels"] += len(s.get("by_kernel", {}))
+        for key in ("messages", "bytes"):
+            for direction in DIRECTIONS:
+                totals[key][direction] += s.get(key, {}).get(direction, 0)
+        for target, counts in s.get("by_target", {}).items():
+            into = totals["by_target"].setdefault(target, {"open": 0, "orphaned": 0})
+            for key in into:
+                into[key] += counts.get(key, 0)
+        for origin, n in s.get("by_origin", {}).items():
+            totals["by_origin"][origin] = totals["by_origin"].get(origin, 0) + n
+    return totals
 
 
 def _next_link(response: HTTPResponse, base: str) -> str | None:

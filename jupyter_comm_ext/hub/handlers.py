@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from jupyterhub.services.auth import (
     HubOAuthCallbackHandler,
     HubOAuthenticated,
@@ -24,29 +24,16 @@ from tornado import web
 from tornado.escape import url_escape, xhtml_escape
 from tornado.httpclient import HTTPClientError
 
-from ..registry import ORIGINS, STATUSES
-from .aggregate import COMMS, ERROR, OK, SUMMARY, Aggregator, Answer, NotHere, Server
+from ..query import FILTERS, BadQuery, CommFilter
+from .aggregate import COMMS, ERROR, OK, SUMMARY, Aggregator, Answer, NotHere, Server, add_up
 
 READ_SCOPE = "custom:comms:read"
 WRITE_SCOPE = "custom:comms:write"
 #: Filters each server applies itself; forwarded as they are.
-SERVER_FILTERS = ("kernel_id", "target_name", "origin", "min_idle", "status")
+SERVER_FILTERS = FILTERS
 #: Filters that choose servers; never forwarded (a server answers 400 to them).
 HUB_FILTERS = ("user", "server_name")
 MAX_ID_LENGTH = 256
-#: Totals of a server summary that add up across servers.
-COUNTERS = ("open", "orphaned", "closed")
-DIRECTIONS = ("to_kernel", "from_kernel")
-
-try:
-    from orjson import dumps as _fast_dumps
-except ImportError:  # pragma: no cover
-    _fast_dumps = None
-
-
-def _dumps(value: Any) -> bytes | str:
-    """orjson when installed: 10,000 comms are ~5 ms instead of ~45 with the stdlib."""
-    return _fast_dumps(value) if _fast_dumps is not None else json.dumps(value)
 
 
 class ServiceHandler(HubOAuthenticated, web.RequestHandler):
@@ -115,7 +102,7 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
 
     def write_json(self, value: Any) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(_dumps(value))
+        self.finish(orjson.dumps(value))
 
 
 class ApiHandler(ServiceHandler):
@@ -128,17 +115,10 @@ class ApiHandler(ServiceHandler):
         unknown = set(args) - set(allowed)
         if unknown:
             raise web.HTTPError(400, f"unknown query argument(s): {', '.join(sorted(unknown))}")
-        if "status" in args and args["status"] not in STATUSES:
-            raise web.HTTPError(400, f"status must be one of {', '.join(STATUSES)}")
-        if "origin" in args and args["origin"] not in ORIGINS:
-            raise web.HTTPError(400, f"origin must be one of {', '.join(ORIGINS)}")
-        if "min_idle" in args:
-            try:
-                min_idle = float(args["min_idle"])
-            except ValueError:
-                min_idle = -1.0
-            if not 0 <= min_idle < float("inf"):
-                raise web.HTTPError(400, "min_idle must be a number of seconds >= 0")
+        try:
+            CommFilter.from_arguments(args)
+        except BadQuery as e:
+            raise web.HTTPError(400, str(e)) from None
         for name, value in args.items():
             if len(value) > MAX_ID_LENGTH or not value.isprintable():
                 raise web.HTTPError(400, f"{name} must be at most 256 printable characters")
@@ -188,8 +168,10 @@ class CommsHandler(ApiHandler):
                 "closing comms in bulk needs at least one of "
                 f"{', '.join(SERVER_FILTERS)} (user and server_name only choose servers)",
             )
-        if forwarded.get("status", "open") not in ("open", "orphaned"):
-            raise web.HTTPError(400, "only open or orphaned comms can be closed")
+        try:
+            CommFilter.from_arguments(forwarded).check_closable()
+        except BadQuery as e:
+            raise web.HTTPError(400, str(e)) from None
         asker = self.on_behalf_of()
 
         async def close(server: Server, timeout: float) -> list:
@@ -263,7 +245,7 @@ class SummaryHandler(ApiHandler):
         answers = await self.aggregator.ask(await self.servers(args), summary)
         servers = [{**a.model(), "summary": a.body if a.status == OK else None} for a in answers]
         self.write_json(
-            {"totals": _totals([a.body for a in answers if a.status == OK]), "servers": servers}
+            {"totals": add_up([a.body for a in answers if a.status == OK]), "servers": servers}
         )
 
 
@@ -274,59 +256,13 @@ class KernelsHandler(ApiHandler):
     async def get(self) -> None:
         self.require(READ_SCOPE)
         args = self.query(HUB_FILTERS)
-
-        async def kernels(server: Server, timeout: float) -> list[dict]:
-            deadline = time.monotonic() + timeout
-            running = await self.aggregator.get_json(server, "api/kernels", timeout)
-            left = max(0.001, deadline - time.monotonic())
-            sessions = await self.aggregator.get_json(server, "api/sessions", left)
-            notebooks = {s["kernel"]["id"]: s.get("path") for s in sessions if s.get("kernel")}
-            return [
-                {
-                    **server.ident(),
-                    "kernel_id": k["id"],
-                    "name": k.get("name"),
-                    "execution_state": k.get("execution_state"),
-                    "connections": k.get("connections"),
-                    "notebook": notebooks.get(k["id"]),
-                }
-                for k in running
-            ]
-
-        answers = await self.aggregator.ask(await self.servers(args), kernels)
+        answers = await self.aggregator.ask(await self.servers(args), self.aggregator.kernels)
         self.write_json(
             {
                 "kernels": [k for a in answers if a.status == OK for k in a.body],
                 "servers": [a.model() for a in answers],
             }
         )
-
-
-def _totals(summaries: list[dict]) -> dict[str, Any]:
-    """The servers' summaries added up (kernels stay per server: their ids say nothing here)."""
-    totals: dict[str, Any] = {k: 0 for k in COUNTERS}
-    totals.update(
-        servers=len(summaries),
-        kernels=0,
-        messages=dict.fromkeys(DIRECTIONS, 0),
-        bytes=dict.fromkeys(DIRECTIONS, 0),
-        by_target={},
-        by_origin=dict.fromkeys(ORIGINS, 0),
-    )
-    for s in summaries:
-        for key in COUNTERS:
-            totals[key] += s.get(key, 0)
-        totals["kernels"] += len(s.get("by_kernel", {}))
-        for key in ("messages", "bytes"):
-            for direction in DIRECTIONS:
-                totals[key][direction] += s.get(key, {}).get(direction, 0)
-        for target, counts in s.get("by_target", {}).items():
-            into = totals["by_target"].setdefault(target, {"open": 0, "orphaned": 0})
-            for key in into:
-                into[key] += counts.get(key, 0)
-        for origin, n in s.get("by_origin", {}).items():
-            totals["by_origin"][origin] = totals["by_origin"].get(origin, 0) + n
-    return totals
 
 
 def static_dir() -> Path:

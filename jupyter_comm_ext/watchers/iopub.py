@@ -7,22 +7,17 @@ while any is connected was tried and dropped: a frontend's socket has a high-wat
 frontend disconnects goes to jupyter_server's replay buffer, not through the relay
 (measured: 6,330 of 100,000 comm_open counted, bench/soak.py).
 
-jupyter_server's kernel manager already keeps one subscription per kernel, whoever is
-connected, to track activity (`MappingKernelManager.start_watching_activity`).  With
-`share_activity_stream` the watcher reads the same messages there, so a kernel's message is
-received once by the server, not twice, and raises that subscription's high-water mark to
-`queue_limit` so bursts are not dropped (which makes jupyter_server's tracker read every
-message of a burst, slowly: see the trait's help).  Otherwise, and for kernel managers that
-keep none, the watcher subscribes itself, to the `comm-` topic only that ipykernel and the
-`comm` package publish comm messages under, so libzmq filters every other message out
-before it reaches the server.
+The watcher subscribes to the `comm-` topic only, under which ipykernel and the `comm`
+package publish comm messages, so libzmq filters every other message out before it reaches
+the server.  (jupyter_server's kernel manager keeps a subscription of its own for activity
+tracking; sharing it was measured and dropped: its tracker deserializes every message, so
+in a burst the mirror fell behind at its pace.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,17 +25,13 @@ import zmq
 import zmq.asyncio
 from jupyter_client.connect import ConnectionFileMixin
 from tornado.ioloop import IOLoop
-from zmq.eventloop.zmqstream import ZMQStream
 
 from ..control import CommInfo, request_comm_info, send_comm_close
-from ..problems import RateLimitedLog
 from ..protocol import CommMessage, from_zmq
 from .base import KernelUnreachable, KernelWatcher
 
 #: most messages handled per wake-up before yielding to the rest of the server
 BATCH = 500
-#: seconds to wait for jupyter_server's own subscription to a starting kernel
-SHARE_WAIT = 60.0
 #: plain ints: pyzmq's enum members cost a conversion per use, and flush runs per frame
 _RCVMORE, _NOBLOCK = int(zmq.RCVMORE), int(zmq.NOBLOCK)
 
@@ -57,20 +48,10 @@ class IOPubWatcher(KernelWatcher):
         log: logging.Logger | logging.LoggerAdapter,
         topics: Sequence[str],
         queue_limit: int,
-        share_activity_stream: bool = False,
     ) -> None:
         super().__init__(kernel_id, kernel_manager, on_comm, on_problem, log)
         self.topics = [t.encode() for t in topics]
         self.queue_limit = queue_limit
-        self.share_activity_stream = share_activity_stream
-        #: the kernel manager's activity subscription while we read it, and its own callback
-        self.shared: ZMQStream | None = None
-        self._stock_callback: Callable[[list[bytes]], Any] | None = None
-        self._heard: asyncio.Event | None = None
-        self.problems = RateLimitedLog(log)
-        #: deciding which subscription to read while the kernel starts
-        self._choosing: asyncio.Future | None = None
-        #: our own subscription, when there is none to share
         self.socket: Any = None
         self._queued: Any = None
         self._loop: IOLoop | None = None
@@ -81,64 +62,7 @@ class IOPubWatcher(KernelWatcher):
     def connect(self) -> None:
         """(Re)connect; after a restart the kernel's ports may have changed."""
         self.close()
-        if not self.share_activity_stream:
-            self._subscribe()
-        elif (stream := self._activity_stream()) is not None:
-            self._share(stream)
-        else:
-            self._choosing = asyncio.ensure_future(self._share_once_watched())
-
-    async def _share_once_watched(self) -> None:
-        """A starting kernel is listed before jupyter_server subscribes to it (right after
-        the kernel is ready); wait for that subscription, bounded, then share it, or
-        subscribe ourselves if none comes.  No signal marks the moment, so this polls."""
-        deadline = time.monotonic() + SHARE_WAIT
-        ready = getattr(self.kernel_manager, "ready", None)
-        polls_after_ready = 5
-        while (stream := self._activity_stream()) is None and time.monotonic() < deadline:
-            if ready is not None and ready.done():
-                polls_after_ready -= 1
-                if polls_after_ready < 0:
-                    break
-            await asyncio.sleep(0.02)
-        if stream is not None:
-            self._share(stream)
-        else:
-            self._subscribe()
-
-    def _activity_stream(self) -> ZMQStream | None:
-        """The subscription jupyter_server keeps on this kernel's IOPub, if there is one."""
-        stream = getattr(self.kernel_manager, "_activity_stream", None)
-        if isinstance(stream, ZMQStream) and not stream.closed():
-            return stream
-        return None
-
-    def _share(self, stream: ZMQStream) -> None:
-        # A live pipe takes the new high-water mark (libzmq >= 4.2); stock's is 1000.
-        stream.socket.setsockopt(zmq.RCVHWM, self.queue_limit)
-        self.shared, self._stock_callback = stream, stream._recv_callback
-        self._heard = asyncio.Event()
-        stream.on_recv(self._on_shared)
-
-    def _on_shared(self, msg_list: list[bytes]) -> None:
-        """A message on the shared subscription: ours first (it never raises), then stock's."""
-        self._on_recv(msg_list)
-        self._heard.set()  # type: ignore[union-attr]
-        if self._stock_callback is None:
-            return
-        try:
-            self._stock_callback(msg_list)
-        except Exception as e:
-            # jupyter_server's activity tracker raises on a message it cannot read, and
-            # pyzmq then stops reading the stream: the mirror would go deaf with it.
-            self.problems.warning(
-                "activity",
-                self.kernel_id,
-                "jupyter_server's activity tracker could not read a message from kernel %s: %r",
-                self.kernel_id,
-                e,
-                exc=e,
-            )
+        self._subscribe()
 
     def _subscribe(self) -> None:
         # The plain connect_iopub of jupyter_client, not the ZMQStream-returning override.
@@ -182,26 +106,9 @@ class IOPubWatcher(KernelWatcher):
             monitor.close(linger=0)
 
     async def subscribed(self, timeout: float) -> bool:
-        """Wait (bounded) for the subscription's handshake; False on timeout.
-
-        A shared subscription is live once a message came through it: jupyter_server
-        moves a kernel out of "starting" on the first status message it receives there.
-        """
-        if self._choosing is not None:
-            started = time.monotonic()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._choosing), timeout)
-            except asyncio.TimeoutError:
-                return False
-            timeout -= time.monotonic() - started
-        if self.shared is not None:
-            if getattr(self.kernel_manager, "execution_state", "starting") != "starting":
-                return True
-            waiting = self._heard.wait()  # type: ignore[union-attr]
-        else:
-            waiting = asyncio.shield(self._handshake)
+        """Wait (bounded) for the subscription's handshake; False on timeout."""
         try:
-            await asyncio.wait_for(waiting, timeout)
+            await asyncio.wait_for(asyncio.shield(self._handshake), timeout)
             return True
         except asyncio.TimeoutError:
             return False
@@ -233,11 +140,6 @@ class IOPubWatcher(KernelWatcher):
 
     def flush(self) -> int:
         """Handle the messages already received (at most `BATCH`), now."""
-        if self.shared is not None:
-            if self.shared is not self._activity_stream():  # replaced: restarted on new ports
-                self.connect()
-                return self.flush()
-            return self.shared.flush(zmq.POLLIN, BATCH)
         if self.socket is None or self.socket.closed:
             return 0
         # Frame by frame with bound methods, until EAGAIN: pyzmq's recv_multipart and a
@@ -255,12 +157,6 @@ class IOPubWatcher(KernelWatcher):
         return BATCH
 
     def close(self) -> None:
-        if self._choosing is not None:
-            self._choosing.cancel()
-            self._choosing = None
-        stream, self.shared = self.shared, None
-        if stream is not None and not stream.closed() and stream._recv_callback == self._on_shared:
-            stream.on_recv(self._stock_callback)
         if self._fd is not None:
             self._loop.remove_handler(self._fd)
             self._fd = None
