@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BROWSER_TIMEOUT, CHROMIUM, CHROMIUM_ARGS
+from chromium import BROWSER_TIMEOUT, CHROMIUM, CHROMIUM_ARGS
 from traitlets.config import Config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]

@@ -6,7 +6,8 @@ import asyncio
 import json
 
 import pytest
-from helpers import extension, wait_for
+from inprocess import extension
+from waiting import wait_for
 from wsclient import KernelWS, comm_msgs
 
 OPEN_COMMS = """

@@ -5,8 +5,9 @@ from __future__ import annotations
 import urllib.parse
 
 import pytest
-from helpers import status_of, wait_for
+from inprocess import status_of
 from jupyter_server.auth.authorizer import AllowAllAuthorizer
+from waiting import wait_for
 
 
 class ReadOnlyComms(AllowAllAuthorizer):

@@ -27,7 +27,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from helpers import ServerProcess, free_port, wait_for
+from server_process import ServerProcess, free_port
+from waiting import wait_for
 
 from jupyter_comm_ext.cli import Exit
 from jupyter_comm_ext.cli.app import duration, parse_duration
@@ -475,7 +476,9 @@ def test_server_without_the_extension(plain_server: ServerProcess) -> None:
 
 def test_an_authorizer_that_may_only_look(tmp_path: Path) -> None:
     server = ServerProcess(
-        tmp_path, extension=True, args=["--ServerApp.authorizer_class=helpers.ReadOnlyAuthorizer"]
+        tmp_path,
+        extension=True,
+        args=["--ServerApp.authorizer_class=authorizers.ReadOnlyAuthorizer"],
     )
     try:
         runtime = tmp_path / "runtime"

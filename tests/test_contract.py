@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PROMPT, ServerProcess, wait_for
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
+from server_process import ServerProcess
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+from waiting import PROMPT, wait_for
 
 import jupyter_comm_ext
 
@@ -273,7 +274,7 @@ def read_only(tmp_path_factory: pytest.TempPathFactory) -> Any:
     process = ServerProcess(
         tmp_path_factory.mktemp("read-only"),
         extension=True,
-        args=["--ServerApp.authorizer_class=helpers.ReadOnlyAuthorizer"],
+        args=["--ServerApp.authorizer_class=authorizers.ReadOnlyAuthorizer"],
     )
     yield process
     process.stop()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM, status_of, wait_for
+from inprocess import status_of
+from kernel_code import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM
+from waiting import wait_for
 from wsclient import PROTOCOLS, KernelWS, comm_msgs, widget_opened
 
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from helpers import (
-    KERNEL_SAW_CLOSE,
-    OPEN_WATCHED_COMM,
-    ServerProcess,
-    captured,
-    extension,
-    wait_for,
-)
+from inprocess import captured, extension
 from jupyter_server.gateway.gateway_client import GatewayClient
+from kernel_code import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM
+from server_process import ServerProcess
+from waiting import wait_for
 from wsclient import KernelWS, comm_msgs
 
 

@@ -23,16 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
-    BROWSER_TIMEOUT,
-    KERNEL_SAW_CLOSE,
-    OPEN_WATCHED_COMM,
-    needs_browser,
-    wait_for,
-)
+from chromium import BROWSER_TIMEOUT, needs_browser
 from hub_process import CHP, PREFIX, SERVICE, Hub
+from kernel_code import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
+from waiting import wait_for
 from wsclient import comm_msgs, execute_content
 
 from jupyter_comm_ext.hub.aggregate import ON_BEHALF_HEADER

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import free_port
+from server_process import free_port
 from tornado import web
 from tornado.httpserver import HTTPServer
 

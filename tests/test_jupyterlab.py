@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from helpers import BROWSER_TIMEOUT, ServerProcess, needs_browser
+from chromium import BROWSER_TIMEOUT, needs_browser
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from server_process import ServerProcess
 
 NOTEBOOK = {
     "cells": [

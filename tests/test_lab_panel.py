@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BROWSER_TIMEOUT, ServerProcess, needs_browser, wait_for
+from chromium import BROWSER_TIMEOUT, needs_browser
 from playwright.async_api import TimeoutError as PlaywrightTimeout
+from server_process import ServerProcess
+from waiting import wait_for
 from wsclient import execute_content
 
 
@@ -300,7 +302,9 @@ async def test_read_only_user_sees_comms_and_no_close_controls(
 ) -> None:
     (tmp_path / "slider.ipynb").write_text(notebook(SLIDER))
     server = ServerProcess(
-        tmp_path, extension=True, args=["--ServerApp.authorizer_class=helpers.ReadOnlyAuthorizer"]
+        tmp_path,
+        extension=True,
+        args=["--ServerApp.authorizer_class=authorizers.ReadOnlyAuthorizer"],
     )
     async with lab_tab(browser, server, screenshots / "lab-read-only-failed.png") as tab:
         await open_lab(tab, server, "slider.ipynb")
@@ -337,7 +341,7 @@ async def test_a_refused_close_is_shown_and_nothing_closes(
     (tmp_path / "slider.ipynb").write_text(notebook(SLIDER))
     # under a base_url: the panel's reads and its DELETE (a 403, not a 404) must find it
     server = BaseUrlServer(
-        tmp_path, ["--ServerApp.authorizer_class=helpers.CommsWriteDeniedAuthorizer"]
+        tmp_path, ["--ServerApp.authorizer_class=authorizers.CommsWriteDeniedAuthorizer"]
     )
     async with lab_tab(browser, server, screenshots / "lab-refused-failed.png") as tab:
         await open_lab(tab, server, "slider.ipynb")

@@ -6,7 +6,8 @@ import os
 import signal
 import time
 
-from helpers import extension, status_of, wait_for
+from inprocess import extension, status_of
+from waiting import wait_for
 from wsclient import KernelWS, comm_msgs, execute_content
 
 OPEN = "from comm import create_comm; cs = [create_comm(target_name='t') for _ in range(2)]"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from helpers import ECHO_TARGET, extension, wait_for
+from inprocess import extension
+from kernel_code import ECHO_TARGET
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import wait_for
 from wsclient import KernelWS, comm_msgs
 
 from jupyter_comm_ext.metrics import CommMetrics

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers import ECHO_TARGET, OPEN_KERNEL_COMM, wait_for
+from kernel_code import ECHO_TARGET, OPEN_KERNEL_COMM
+from waiting import wait_for
 from wsclient import PROTOCOLS, KernelWS, comm_msgs, widget_opened
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BROWSER_TIMEOUT, ReadOnlyAuthorizer, needs_browser, wait_for
+from authorizers import ReadOnlyAuthorizer
+from chromium import BROWSER_TIMEOUT, needs_browser
 from jupyter_server.auth import Authorizer
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from waiting import wait_for
 from wsclient import KernelWS
 
 HOSTILE = "<img src=x onerror=alert(1)>"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 
-from helpers import legacy_frames, v1_frames
+from frames import legacy_frames, v1_frames
 from hypothesis import HealthCheck, example, given, settings
 from jupyter_client.session import Session
 from jupyter_server.services.kernels.connection.base import serialize_binary_message

@@ -9,11 +9,11 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from helpers import wait_for
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from tornado.httpclient import HTTPClientError
+from waiting import wait_for
 from wsclient import KernelWS, comm_msgs
 
 import jupyter_comm_ext

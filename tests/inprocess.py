@@ -1,0 +1,47 @@
+"""The in-process server of pytest_jupyter (`jp_serverapp`): the extension's app in it, what
+it logs, and a request's status whatever it is."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tornado.httpclient import HTTPClientError
+
+
+def extension(jp_serverapp: Any) -> Any:
+    """The extension's app inside an in-process server."""
+    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_comm_ext"]
+    return app
+
+
+@contextmanager
+def captured(serverapp: Any) -> Iterator[list[logging.LogRecord]]:
+    """What the server and the extension log meanwhile (their logs do not reach root, so
+    pytest's caplog does not see them)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    settings = serverapp.web_app.settings
+    loggers = {serverapp.log, settings["comm_mirror"].log, settings["comm_tap"].log}
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+async def status_of(fetch: Callable[..., Any], *parts: str, **kwargs: Any) -> tuple[int, Any]:
+    """(HTTP status, decoded JSON body or None) of a request, whatever the status."""
+    try:
+        r = await fetch(*parts, **kwargs)
+    except HTTPClientError as e:
+        if e.response is None:
+            raise
+        r = e.response
+    return r.code, json.loads(r.body) if r.body else None
