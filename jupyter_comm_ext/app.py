@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 from jupyter_server.extension.application import ExtensionApp
+from traitlets.config import Configurable
 
 from .culler import CommCuller
 from .handlers import handlers
@@ -23,7 +23,13 @@ class CommExtensionApp(ExtensionApp):
 
     name = "jupyter_comm_ext"
     load_other_extensions = True
-    classes: ClassVar[list[type]] = [CommMirror, CommTap, WebsocketNodelay, CommCuller, CommMetrics]
+    classes: list[type[Configurable]] = [
+        CommMirror,
+        CommTap,
+        WebsocketNodelay,
+        CommCuller,
+        CommMetrics,
+    ]
 
     #: set once `initialize_settings` has wired everything; None if loading failed
     culler: CommCuller | None = None
@@ -31,6 +37,8 @@ class CommExtensionApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         serverapp = self.serverapp
+        # both are set before jupyter_server loads extensions
+        assert serverapp is not None and serverapp.event_logger is not None
         serverapp.event_logger.register_event_schema(HERE / "events" / "comm.yaml")
         mirror = CommMirror(
             parent=self,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from queue import Empty
-from typing import Any
+from typing import Any, cast
 
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
@@ -34,7 +34,9 @@ class CommInfo:
     asked_at: float = 0.0
 
 
-async def _request(km: Any, channel: str, msg_type: str, content: dict, timeout: float) -> dict:
+async def _request(
+    km: Any, channel: str, msg_type: str, content: dict[str, Any], timeout: float
+) -> dict[str, Any]:
     """Send one request and wait for its reply on a short-lived client.
 
     The client gets a Session of its own: clients made by `km.client()` share the kernel
@@ -60,7 +62,7 @@ async def _request(km: Any, channel: str, msg_type: str, content: dict, timeout:
             except Empty as e:
                 raise KernelUnreachable(f"no reply to {msg_type} in {timeout}s") from e
             if reply.get("parent_header", {}).get("msg_id") == msg["header"]["msg_id"]:
-                return reply
+                return cast("dict[str, Any]", reply)
     finally:
         client.stop_channels()
 
@@ -73,7 +75,7 @@ async def request_comm_info(km: Any, timeout: float) -> CommInfo:
     )
 
 
-def comm_info_from_reply(reply: dict, asked_at: float) -> CommInfo:
+def comm_info_from_reply(reply: dict[str, Any], asked_at: float) -> CommInfo:
     """Read a `comm_info_reply`, keeping only well-formed entries."""
     content = reply.get("content")
     comms = content.get("comms") if isinstance(content, dict) else None
@@ -99,7 +101,7 @@ def send_comm_close(km: Any, comm_id: str) -> None:
         stream.close()
 
 
-def comm_close_for_frontends(kernel_session: str | None, comm_id: str) -> dict:
+def comm_close_for_frontends(kernel_session: str | None, comm_id: str) -> dict[str, Any]:
     """A `comm_close` as the kernel would publish it on IOPub.
 
     @jupyterlab/services drops comm messages whose header session is not the kernel's, so
@@ -109,12 +111,13 @@ def comm_close_for_frontends(kernel_session: str | None, comm_id: str) -> dict:
     return session.msg("comm_close", {"comm_id": comm_id, "data": {}})
 
 
-def write_to_frontend(connection: Any, msg: dict, pack: Callable[[Any], bytes]) -> None:
+def write_to_frontend(connection: Any, msg: dict[str, Any], pack: Callable[[Any], bytes]) -> None:
     """Send an IOPub message down one frontend's websocket, in the protocol it speaks."""
     handler = connection.websocket_handler
     if handler is None or handler.ws_connection is None:
         return
     if handler.selected_subprotocol == V1_SUBPROTOCOL:
-        handler.write_message(serialize_msg_to_ws_v1(msg, "iopub", pack), binary=True)
+        frame = serialize_msg_to_ws_v1(msg, "iopub", pack)  # type: ignore[no-untyped-call]
+        handler.write_message(frame, binary=True)
     else:
         handler.write_message(json.dumps(dict(msg, channel="iopub"), default=json_default))

@@ -76,7 +76,7 @@ class KernelTracker:
         for kernel_id in set(self._callbacks) - running:
             self.on_gone(kernel_id, "died")
 
-    async def _on_action(self, logger: Any, schema_id: str, data: dict) -> None:
+    async def _on_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
         if data.get("status") != "success":
             return
         kernel_id, action = data.get("kernel_id"), data.get("action")

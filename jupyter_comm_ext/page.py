@@ -49,12 +49,12 @@ class CommsStaticHandler(JupyterHandler, web.StaticFileHandler):
 
     @web.authenticated
     @authorized
-    async def get(self, path: str, include_body: bool = True) -> None:
+    async def get(self, path: str, include_body: bool = True) -> None:  # type: ignore[override]
         await super().get(path, include_body)
 
     @web.authenticated
     @authorized
-    async def head(self, path: str) -> None:
+    async def head(self, path: str) -> None:  # type: ignore[override]
         await super().get(path, include_body=False)
 
     def set_extra_headers(self, path: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 
 class RateLimitedLog:
@@ -18,7 +19,9 @@ class RateLimitedLog:
     kind on another kernel is news, the same kind on the same kernel within the interval is not.
     """
 
-    def __init__(self, log: logging.Logger | logging.LoggerAdapter, interval: float = 10.0) -> None:
+    def __init__(
+        self, log: logging.Logger | logging.LoggerAdapter[Any], interval: float = 10.0
+    ) -> None:
         self.log = log
         self.interval = interval
         self._last: dict[tuple[str, str], float] = {}

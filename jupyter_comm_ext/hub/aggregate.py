@@ -146,8 +146,8 @@ class Aggregator:
         proxy URL we were given plus the server's path (`JUPYTERHUB_API_URL` is the Hub's
         own port, which does not proxy `/user/...`)."""
         if server.get("full_url"):
-            return server["full_url"]
-        return urljoin(self.proxy_url, server["url"])
+            return str(server["full_url"])
+        return urljoin(self.proxy_url, str(server["url"]))
 
     async def _hub_users(self) -> list[dict[str, Any]]:
         users: list[dict[str, Any]] = []
@@ -246,13 +246,13 @@ class Aggregator:
     async def get_json(self, server: Server, path: str, timeout: float) -> Any:
         return loads((await self.fetch(server, path, timeout)).body)
 
-    async def list_comms(self, server: Server, timeout: float, query: dict[str, str]) -> list:
+    async def list_comms(self, server: Server, timeout: float, query: dict[str, str]) -> list[Any]:
         """A server's comms matching `query`, page by page when `page_size` is set."""
         args = dict(query)
         if self.page_size:
             args["limit"] = str(self.page_size)
         url: str | None = url_concat(server.url + COMMS, args)
-        comms: list = []
+        comms: list[Any] = []
         deadline = time.monotonic() + timeout
         while url:
             try:
@@ -284,7 +284,7 @@ class Aggregator:
         ]
 
 
-def add_up(summaries: list[dict]) -> dict[str, Any]:
+def add_up(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """The servers' summaries added up (kernels stay per server: their ids say nothing here)."""
     totals: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
     totals.update(

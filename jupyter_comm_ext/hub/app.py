@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import os
 import secrets
-from typing import ClassVar
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 from jupyterhub.services.auth import HubOAuth
 from tornado import web
-from traitlets import Float, Integer, Unicode, default, validate
-from traitlets.config import Application
+from traitlets import Bunch, Float, Integer, Unicode, default, validate
+from traitlets.config import Application, Configurable
 
 from .aggregate import Aggregator
 from .handlers import handlers
@@ -30,8 +30,8 @@ class CommsHubService(Application):
 
     name = "jupyter-comm-ext-hub"
     description = __doc__
-    classes: ClassVar[list[type]] = [HubOAuth]
-    aliases: ClassVar[dict] = {
+    classes: list[type[Configurable]] = [HubOAuth]
+    aliases: dict[str, Any] = {
         "proxy-url": "CommsHubService.proxy_url",
         "config": "CommsHubService.config_file",
     }
@@ -71,7 +71,7 @@ class CommsHubService(Application):
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
 
     @validate("service_prefix")
-    def _slashes(self, proposal: dict) -> str:
+    def _slashes(self, proposal: Bunch) -> str:
         return "/" + proposal["value"].strip("/") + "/" if proposal["value"].strip("/") else "/"
 
     proxy_url = Unicode(
@@ -99,10 +99,10 @@ class CommsHubService(Application):
     ).tag(config=True)
 
     @validate("concurrency")
-    def _at_least_one(self, proposal: dict) -> int:
+    def _at_least_one(self, proposal: Bunch) -> int:
         if proposal["value"] < 1:
             raise ValueError("concurrency must be at least 1")
-        return proposal["value"]
+        return int(proposal["value"])
 
     server_timeout = Float(
         5.0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from jupyterhub.services.auth import (
@@ -47,7 +47,7 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
 
     @property
     def aggregator(self) -> Aggregator:
-        return self.settings["aggregator"]
+        return cast(Aggregator, self.settings["aggregator"])
 
     async def prepare(self) -> None:
         # The Hub's own get_current_user blocks on a thread; ask it asynchronously instead.
@@ -67,14 +67,14 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
             # (Without a user, require() answers 403 "not logged in", the clearer reason.)
             self.hub_auth.check_xsrf_cookie(self)
 
-    def get_current_user(self) -> dict | None:
+    def get_current_user(self) -> dict[str, Any] | None:
         return None  # set in prepare; never the Hub's blocking lookup
 
     @property
     def log(self) -> Any:
         return self.settings["aggregator"].log
 
-    def require(self, scope: str) -> dict:
+    def require(self, scope: str) -> dict[str, Any]:
         """The Hub user, if their scopes allow `scope`; a 403 with the reason otherwise."""
         user = self.current_user
         if user is None:
@@ -86,7 +86,7 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
         allowed = {READ_SCOPE, WRITE_SCOPE} if scope == READ_SCOPE else {WRITE_SCOPE}
         if not check_scopes(allowed, set(user.get("scopes", ()))):
             raise web.HTTPError(403, f"{user['name']} does not have the {scope} scope")
-        return user
+        return cast("dict[str, Any]", user)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None))[1]
@@ -136,10 +136,10 @@ class ApiHandler(ServiceHandler):
         return {k: v for k, v in args.items() if k in SERVER_FILTERS}
 
     def on_behalf_of(self) -> str:
-        return self.current_user["name"]
+        return str(self.current_user["name"])
 
 
-def _with_server(models: list[dict], answer: Answer) -> list[dict]:
+def _with_server(models: list[dict[str, Any]], answer: Answer) -> list[dict[str, Any]]:
     return [{**m, **answer.server.ident()} for m in models]
 
 
@@ -174,14 +174,14 @@ class CommsHandler(ApiHandler):
             raise web.HTTPError(400, str(e)) from None
         asker = self.on_behalf_of()
 
-        async def close(server: Server, timeout: float) -> list:
+        async def close(server: Server, timeout: float) -> list[dict[str, Any]]:
             try:
                 response = await self.aggregator.fetch(
                     server, COMMS, timeout, method="DELETE", query=forwarded, on_behalf_of=asker
                 )
             except NotHere:
                 return []
-            return json.loads(response.body)
+            return cast("list[dict[str, Any]]", orjson.loads(response.body))
 
         answers = await self.aggregator.ask(await self.servers(args), close)
         closed = sum(len(a.body) for a in answers if a.status == OK)
@@ -239,8 +239,8 @@ class SummaryHandler(ApiHandler):
         self.require(READ_SCOPE)
         args = self.query(HUB_FILTERS)
 
-        async def summary(server: Server, timeout: float) -> dict:
-            return await self.aggregator.get_json(server, SUMMARY, timeout)
+        async def summary(server: Server, timeout: float) -> dict[str, Any]:
+            return cast("dict[str, Any]", await self.aggregator.get_json(server, SUMMARY, timeout))
 
         answers = await self.aggregator.ask(await self.servers(args), summary)
         servers = [{**a.model(), "summary": a.body if a.status == OK else None} for a in answers]

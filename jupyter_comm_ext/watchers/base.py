@@ -33,7 +33,7 @@ class KernelWatcher(ABC):
         kernel_manager: Any,
         on_comm: Callable[[str, CommMessage], None],
         on_problem: Callable[[str, Exception], None],
-        log: logging.Logger | logging.LoggerAdapter,
+        log: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
         self.kernel_id = kernel_id
         self.kernel_manager = kernel_manager
