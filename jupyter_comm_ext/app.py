@@ -9,6 +9,7 @@ from traitlets.config import Configurable
 
 from .culler import CommCuller
 from .handlers import handlers
+from .kernel_side import CommKernelSide
 from .metrics import CommMetrics
 from .mirror import CommMirror
 from .nodelay import WebsocketNodelay
@@ -29,6 +30,7 @@ class CommExtensionApp(ExtensionApp):
         WebsocketNodelay,
         CommCuller,
         CommMetrics,
+        CommKernelSide,
     ]
 
     #: set once `initialize_settings` has wired everything; None if loading failed
@@ -40,6 +42,7 @@ class CommExtensionApp(ExtensionApp):
         # both are set before jupyter_server loads extensions
         assert serverapp is not None and serverapp.event_logger is not None
         serverapp.event_logger.register_event_schema(HERE / "events" / "comm.yaml")
+        CommKernelSide(parent=self).apply(serverapp.kernel_spec_manager)
         mirror = CommMirror(
             parent=self,
             kernel_manager=serverapp.kernel_manager,
