@@ -58,6 +58,9 @@ class CommMessage:
     target_name: str | None = None
     target_module: str | None = None
     session: str | None = None
+    #: the content part as received: JSON bytes (ZMQ frames, v1 parts), or the parsed dict of
+    #: a legacy JSON frame; kept for readers that need more than the ids (widget state)
+    content: Any = None
 
 
 def _checked_str(content: dict, key: str, required: bool) -> str | None:
@@ -75,8 +78,11 @@ def _checked_str(content: dict, key: str, required: bool) -> str | None:
     return value
 
 
-def comm_message(header: Any, content: Any, nbytes: int) -> CommMessage | None:
-    """Build a CommMessage from a parsed header and content; None if not a comm message."""
+def comm_message(header: Any, content: Any, nbytes: int, raw: Any = None) -> CommMessage | None:
+    """Build a CommMessage from a parsed header and content; None if not a comm message.
+
+    `raw` is the content part as received, if not `content` itself.
+    """
     if not isinstance(header, dict):
         raise MalformedMessage("message header is not a JSON object")
     msg_type = header.get("msg_type")
@@ -93,6 +99,7 @@ def comm_message(header: Any, content: Any, nbytes: int) -> CommMessage | None:
         _checked_str(content, "target_name", is_open),
         _checked_str(content, "target_module", False) if is_open else None,
         session if isinstance(session, str) else None,
+        content if raw is None else raw,
     )
 
 
@@ -114,7 +121,7 @@ def _read(header: bytes, content: bytes, nbytes: int) -> CommMessage | None:
     parsed = _loads(header, "header")
     if not isinstance(parsed, dict) or parsed.get("msg_type") not in COMM_MSG_TYPES:
         return None
-    return comm_message(parsed, _loads(content, "content"), nbytes)
+    return comm_message(parsed, _loads(content, "content"), nbytes, content)
 
 
 def from_parts(parts: Sequence[bytes]) -> CommMessage | None:
