@@ -58,13 +58,10 @@ class CommKernelSide(LoggingConfigurable):
         current = kernel_spec_manager.kernel_spec_class
         if issubclass(current, CommKernelSpec):
             return
-        # a spec class configured by the user keeps its behaviour, ours comes first
-        kernel_spec_manager.kernel_spec_class = (
-            CommKernelSpec
-            if current is KernelSpec
-            else t.cast(
-                "type[KernelSpec]",
-                type(f"Comm{current.__name__}", (CommKernelSpec, current), {"__module__": __name__}),
-            )
-        )
+        if current is KernelSpec:
+            kernel_spec_manager.kernel_spec_class = CommKernelSpec
+        else:  # a spec class configured by the user keeps its behaviour, ours comes first
+            name, bases = f"Comm{current.__name__}", (CommKernelSpec, current)
+            composed = type(name, bases, {"__module__": __name__})
+            kernel_spec_manager.kernel_spec_class = t.cast("type[KernelSpec]", composed)
         self.log.info("IPython kernels started from now on load jupyter_comm_ext.kernel")

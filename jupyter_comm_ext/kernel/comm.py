@@ -27,8 +27,10 @@ def _request_id(data: t.Any) -> str | None:
     """The id of an RPC-style payload ``{"content": {"id": ...}}``, used for reply routing."""
     if isinstance(data, dict):
         content = data.get("content")
-        if isinstance(content, dict) and isinstance(content.get("id"), str):
-            return content["id"]
+        if isinstance(content, dict):
+            request_id = content.get("id")
+            if isinstance(request_id, str):
+                return request_id
     return None
 
 

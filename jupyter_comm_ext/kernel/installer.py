@@ -43,8 +43,9 @@ def install(kernel: t.Any = None) -> CommManager:
     if control is not None and "comm_info_request" in control:
         control["comm_info_request"] = manager.comm_info_request
     _manager = manager
-    comm_package.create_comm = create_comm
-    comm_package.get_comm_manager = get_comm_manager
+    # ours have the same call signatures; the package's annotations name its own classes
+    comm_package.create_comm = create_comm  # type: ignore[assignment]
+    comm_package.get_comm_manager = get_comm_manager  # type: ignore[assignment]
     return manager
 
 
@@ -85,7 +86,7 @@ def _running_ipykernel() -> t.Any:
     try:
         from ipykernel.kernelbase import Kernel
     except ImportError:
-        Kernel = None
+        Kernel = None  # type: ignore[assignment,misc]
     if Kernel is None or not Kernel.initialized():
         raise RuntimeError(
             "no running ipykernel: use install(kernel), or Comm(..., manager=CommManager(kernel))"

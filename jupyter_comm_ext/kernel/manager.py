@@ -58,9 +58,7 @@ class CommManager:
 
         ``f`` may be an import string such as ``"pkg.module.function"``.
         """
-        if isinstance(f, str):
-            f = _import_string(f)
-        self.targets[target_name] = f
+        self.targets[target_name] = _import_string(f) if isinstance(f, str) else f
 
     def unregister_target(
         self, target_name: str, f: TargetCallback | None = None
@@ -72,7 +70,7 @@ class CommManager:
 
     def register_comm(self, comm: t.Any) -> str:
         """Track ``comm`` so incoming messages reach it."""
-        comm_id = comm.comm_id
+        comm_id: str = comm.comm_id
         self.comms[comm_id] = comm
         if not isinstance(comm, Comm):
             self._adopted_at[comm_id] = time.time()
