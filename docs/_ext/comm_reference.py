@@ -86,14 +86,14 @@ def render_config() -> Iterator[str]:
     for program, classes in configurables():
         yield f"## {program}\n"
         for cls in classes:
-            yield f"(config-{cls.__name__})=\n### `{cls.__name__}`\n"
+            yield f"(config-{cls.__name__})=\n### {cls.__name__}\n"
             yield from paragraphs((cls.__doc__ or "").split("\n\n")[0])
             yield ""
             for name, trait in sorted(cls.class_traits(config=True).items()):
-                yield f"(config-{cls.__name__}.{name})=\n#### `{cls.__name__}.{name}`\n"
-                yield f"{trait_type(trait)}, default `{trait_default(trait)}`\n"
-                for para in paragraphs(trait.help):
-                    yield para + "\n"
+                help_text = paragraphs(trait.help) or ["(no help)"]
+                yield f"(config-{cls.__name__}.{name})=\n`{cls.__name__}.{name}`"
+                yield f": {trait_type(trait)}, default `{trait_default(trait)}`\n"
+                yield from (f"  {para}\n" for para in help_text)
 
 
 # -- REST API -------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def operation_anchor(method: str, path: str) -> str:
 def render_operation(spec: Spec, path: str, method: str) -> Iterator[str]:
     item = spec.doc["paths"][path]
     op = item[method]
-    yield f"({operation_anchor(method, path)})=\n## `{method.upper()} {path}`\n"
+    yield f"({operation_anchor(method, path)})=\n## {method.upper()} {path}\n"
     yield escape(op.get("summary", "")) + "\n"
     yield from (p + "\n" for p in paragraphs(op.get("description", "")))
     params = [spec.resolve(p) for p in [*item.get("parameters", []), *op.get("parameters", [])]]
@@ -161,7 +161,7 @@ def render_operation(spec: Spec, path: str, method: str) -> Iterator[str]:
 
 
 def render_schema(spec: Spec, name: str, schema: dict[str, Any]) -> Iterator[str]:
-    yield f"(schema-{name.lower()})=\n### `{name}`\n"
+    yield f"(schema-{name.lower()})=\n### {name}\n"
     yield from (p + "\n" for p in paragraphs(schema.get("description", "")))
     properties = schema.get("properties", {})
     if not properties:
@@ -226,7 +226,7 @@ def append_generated(app: Sphinx, docname: str, source: list[str]) -> None:
     if docname not in GENERATED:
         return
     render, inputs = GENERATED[docname]
-    for path in inputs:
+    for path in [*inputs, Path(__file__)]:
         app.env.note_dependency(str(path))
     source[0] += "\n\n" + "\n".join(render()) + "\n"
 
