@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.clients import KernelClient  # noqa: E402
-from bench.servers import Server  # noqa: E402
+from bench.servers import Server, exit_on_signals  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -142,4 +142,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    exit_on_signals()
     main()

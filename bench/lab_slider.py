@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.servers import KERNEL_NAME, Server  # noqa: E402
+from bench.servers import KERNEL_NAME, Server, exit_on_signals  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -145,6 +145,7 @@ def report(samples: dict[str, list[float]]) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_signals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--moves", type=int, default=60)

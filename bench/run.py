@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 from bench import api_scale, machine, memory, relay, tap_replay  # noqa: E402
 from bench.clients import PROTOCOLS, KernelClient  # noqa: E402
-from bench.servers import Server  # noqa: E402
+from bench.servers import Server, exit_on_signals  # noqa: E402
 
 FULL = {
     # relay: slices per case, each server once per slice; messages or round trips per slice
@@ -581,4 +581,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    exit_on_signals()
     main()

@@ -1,20 +1,28 @@
 """Jupyter servers as subprocesses (stock or with the extension), bound to 127.0.0.1.
 
-Each server gets its own root and runtime directory, a random token, rate limits off,
-and is stopped (with its kernels) by `Server.stop`.  `cpu_seconds` reads the server
+Each server gets its own root and runtime directory, a random token, rate limits off, and
+a process group of its own (Ctrl-C at the terminal reaches the script, not the servers); it
+is stopped with its kernels by `Server.stop`, and at the latest when the script exits: a
+script that calls `exit_on_signals` exits on SIGTERM and SIGHUP too, its `finally` blocks
+and the exit hook run, and no server outlives it (a server started from the main thread
+also gets SIGTERM if the script is killed outright).  `cpu_seconds` reads the server
 process's own CPU time (user + system) from /proc, without its children (the kernels).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from typing import Any
@@ -23,6 +31,34 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 KERNEL_NAME = "bench-python3"
+_PR_SET_PDEATHSIG = 1
+#: servers started and not stopped yet, stopped at exit
+_running: set[Server] = set()
+
+
+def exit_on_signals() -> None:
+    """SIGTERM and SIGHUP end the script by SystemExit, as Ctrl-C does by KeyboardInterrupt,
+    so its `finally` blocks run and, at exit, every server still up is stopped. Any signal
+    after the first is ignored: the clean-up runs to its end."""
+
+    def exit_(signum: int, frame: Any) -> None:
+        for other in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(other, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, exit_)
+
+
+@atexit.register
+def stop_all() -> None:
+    for server in list(_running):
+        server.stop()
+
+
+def _die_with_parent() -> None:
+    """In the server, before exec: SIGTERM when the thread that started it ends."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -129,9 +165,17 @@ class Server:
             env["PYTHONPATH"] = os.pathsep.join([self.code, env.get("PYTHONPATH", "")])
         self.log = open(os.path.join(self.dir, "server.log"), "wb")  # noqa: SIM115
         # cwd: `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH
+        main_thread = threading.current_thread() is threading.main_thread()
         self.proc = subprocess.Popen(
-            args, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir
+            args,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if main_thread and sys.platform == "linux" else None,
         )
+        _running.add(self)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -204,16 +248,23 @@ class Server:
         self.stop()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # jupyter_server shuts its kernels down on SIGTERM
-            try:
+        """SIGTERM to the server's group (jupyter_server shuts its kernels down), a bounded
+        wait, then SIGKILL for what is left of the group."""
+        _running.discard(self)
+        if self.proc is not None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
         if getattr(self, "log", None):
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
 
 
 async def _sleep(seconds: float) -> None:

@@ -47,7 +47,7 @@ from bench import machine  # noqa: E402
 from bench.api_scale import OPEN_COMMS, percentiles  # noqa: E402
 from bench.clients import PROTOCOLS, KernelClient, msg_type_mark  # noqa: E402
 from bench.run import git_commit  # noqa: E402
-from bench.servers import Server, proc_rss_bytes  # noqa: E402
+from bench.servers import Server, exit_on_signals, proc_rss_bytes  # noqa: E402
 from jupyter_comm_ext.mirror import CommMirror  # noqa: E402
 
 MB = 2**20
@@ -789,4 +789,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_signals()
     sys.exit(main())

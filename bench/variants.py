@@ -38,7 +38,7 @@ from bench.run import (  # noqa: E402
     sliced_roundtrips,
     snapshot,
 )
-from bench.servers import Server  # noqa: E402
+from bench.servers import Server, exit_on_signals  # noqa: E402
 
 RT_N, FLOOD_N = 25, 1000
 
@@ -118,4 +118,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    exit_on_signals()
     main()

@@ -1,18 +1,98 @@
-"""Fixtures: a real jupyter_server with the extension, real kernels, real websockets."""
+"""Fixtures: a real jupyter_server with the extension, real kernels, real websockets; and
+the guard that no process a test started outlives the run."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import processes
 import pytest
 from chromium import BROWSER_TIMEOUT, CHROMIUM, CHROMIUM_ARGS
+from server_process import ServerProcess
 from traitlets.config import Config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+#: pid -> command line of what outlived the run (filled at its end)
+LEFT_BEHIND = pytest.StashKey[dict[int, str]]()
+RUN_MARK = pytest.StashKey[str]()
+
+
+# -- nothing outlives the run -------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-timeout's thread method ends pytest at once (os._exit): no finalizer runs and
+    # every server of the timed-out test lives on; the signal method raises in the test.
+    method = config.getoption("timeout_method", None) or config.getini("timeout_method")
+    if method == "thread":
+        raise pytest.UsageError(
+            "--timeout-method=thread leaves servers and kernels running after a timeout; "
+            "use the signal method (the default in pyproject.toml)"
+        )
+    config.stash[RUN_MARK] = processes.mark_run()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the last test, kill every process the run started that is still alive, and
+    name it in the summary (the run fails): a server a test leaves behind runs for hours."""
+    yield
+    _sweep(request.config)
+
+
+def _sweep(config: pytest.Config) -> None:
+    left = processes.sweep(config.stash[RUN_MARK])
+    config.stash.setdefault(LEFT_BEHIND, {}).update(left)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # again after an interrupted run, whose session fixtures pytest tears down late
+    if RUN_MARK in session.config.stash:
+        _sweep(session.config)
+    if session.config.stash.get(LEFT_BEHIND, None) and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    left = config.stash.get(LEFT_BEHIND, None)
+    if left:
+        terminalreporter.section("processes left behind (killed)", sep="!", red=True, bold=True)
+        for pid, cmdline in sorted(left.items()):
+            terminalreporter.line(f"{pid}: {cmdline[:300]}", red=True)
+
+
+# -- jupyter_server subprocesses ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """`start_server(name, extension=True, args=())`: a ServerProcess for this module's
+    tests, stopped after its last one (or when one times out: finalizers run then too)."""
+    started: list[ServerProcess] = []
+
+    def start(name: str, extension: bool = True, args: tuple[str, ...] = ()) -> ServerProcess:
+        server = ServerProcess(tmp_path_factory.mktemp(name), extension, args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def stock_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """A jupyter_server without the extension, for the module."""
+    return start_server("stock", extension=False)
+
+
+# -- the in-process server of pytest_jupyter ----------------------------------------------
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+import processes
 from server_process import free_port
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
@@ -131,14 +132,13 @@ class Hub:
         self.log_path = tmp / "hub.log"
         self.tokens: dict[str, str] = {}
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
+            self.process = processes.spawn(
                 [sys.executable, "-m", "jupyterhub", "-f", str(tmp / "jupyterhub_config.py")],
                 cwd=tmp,
                 env=dict(os.environ, COMMS_HUB_TEST=self.marker),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         try:
             self._wait(lambda: self.request("/hub/api/")[0] == 200, 60, "the Hub's API")
@@ -239,13 +239,9 @@ class Hub:
         return self.log_path.read_text(errors="replace")[-20000:]
 
     def stop(self) -> None:
-        with suppress(ProcessLookupError):
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        """SIGTERM to the Hub's group (it stops the servers it spawned and its proxy), a
+        bounded wait, SIGKILL for the group; then for whatever else carries its marker."""
+        processes.stop(self.process, grace=30)
         for pid in self.marked_pids():  # whatever the Hub left behind
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -3,29 +3,47 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import processes
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RATIOS = {"ratio_ext", "ci_ext", "ratio_aa", "ci_aa"}
+#: how long a bench script has to stop its servers on SIGTERM
+STOP_GRACE = 30
 
 
 def bench(script: str, *args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    """`bench/<script> args...` with this Python, its output captured as text."""
-    return subprocess.run(
+    """`bench/<script> args...` with this Python, its output captured as text.
+
+    In a process group of its own: past `timeout`, or on pytest's own timeout, the script
+    gets SIGTERM (it stops its servers, which stop their kernels), then the group SIGKILL.
+    """
+    proc = processes.spawn(
         [sys.executable, str(ROOT / "bench" / script), *args],
-        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         cwd=cwd,
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        processes.stop(proc, STOP_GRACE)
+        _, stderr = proc.communicate(timeout=10)
+        pytest.fail(f"bench/{script} did not finish in {timeout} s: {stderr[-3000:]}")
+    finally:
+        if proc.poll() is None:  # pytest's timeout, or an interrupt
+            processes.stop(proc, STOP_GRACE)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
+# each test's timeout: its scripts' bounds, and the time to stop them
+@pytest.mark.timeout(280 + STOP_GRACE + 30)
 def test_bench_run_smoke(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = bench(
@@ -87,33 +105,15 @@ def test_bench_run_smoke(tmp_path: Path) -> None:
     assert set(dispatch["scenarios"]) == {"wire", "dispatch"}
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(200 + STOP_GRACE + 30)
 def test_bench_soak_smoke(tmp_path: Path) -> None:
     """`bench/soak.py --smoke`: three scenarios on real servers; their checks are counts."""
     out = tmp_path / "soak.json"
-    # its own session: on a timeout the servers, kernels and poller it started go with it
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "soak.py"), "--smoke", "--json", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=200)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)  # the servers stop their kernels on SIGTERM
-        try:
-            stdout, stderr = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
-        pytest.fail(f"soak --smoke did not finish in 200 s: {stderr[-3000:]}")
+    proc = bench("soak.py", "--smoke", "--json", str(out), cwd=tmp_path, timeout=200)
     # exit status 1 is a failed check (a count off, a traceback in a server's log)
-    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for heading in ("1. flood", "2. scale", "3. churn", "checks"):
-        assert heading in stdout
+        assert heading in proc.stdout
     report = json.loads(out.read_text())
     assert report["smoke"] is True
     scenarios = report["scenarios"]
@@ -132,6 +132,7 @@ def test_bench_soak_smoke(tmp_path: Path) -> None:
     assert churn["api"]["rss_mb"]["samples"] > 0
 
 
+@pytest.mark.timeout(200 + 120 + 2 * STOP_GRACE + 30)
 def test_bench_variants_smoke(tmp_path: Path) -> None:
     """`bench/variants.py`: a variant by arguments and one by git ref, beside stock, A/A and
     the default extension, one line per server and case; a rejected setting fails the run."""

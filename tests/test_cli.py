@@ -18,7 +18,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
@@ -180,22 +180,10 @@ async def _populate(server: ServerProcess) -> tuple[str, str, str]:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    tmp = tmp_path_factory.mktemp("cli")
-    server = ServerProcess(tmp, extension=True)
-    try:
-        kernel_a, kernel_b, front = asyncio.run(_populate(server))
-        yield Setup(server, tmp / "runtime", kernel_a, kernel_b, front)
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server without the extension."""
-    server = ServerProcess(tmp_path_factory.mktemp("plain"), extension=False)
-    yield server
-    server.stop()
+def setup(start_server: Callable[..., ServerProcess]) -> Setup:
+    server = start_server("cli")
+    kernel_a, kernel_b, front = asyncio.run(_populate(server))
+    return Setup(server, server.log_path.parent / "runtime", kernel_a, kernel_b, front)
 
 
 # -- list --------------------------------------------------------------------------------
@@ -432,15 +420,15 @@ def test_no_server_running(tmp_path: Path) -> None:
     assert "no Jupyter server answers at" in nobody.err
 
 
-def test_several_servers_ask_for_url(setup: Setup, plain_server: ServerProcess) -> None:
-    (info,) = (plain_server.log_path.parent / "runtime").glob("jpserver-*.json")
+def test_several_servers_ask_for_url(setup: Setup, stock_server: ServerProcess) -> None:
+    (info,) = (stock_server.log_path.parent / "runtime").glob("jpserver-*.json")
     copy = setup.runtime / info.name
     shutil.copy(info, copy)  # both servers now run for the same user
     try:
         result = setup.cli("summary", find=True)
         assert result.code == Exit.SEVERAL_SERVERS, result
         assert "2 Jupyter servers are running; pick one with --url" in result.err
-        assert setup.server.url + "/" in result.err and plain_server.url + "/" in result.err
+        assert setup.server.url + "/" in result.err and stock_server.url + "/" in result.err
         # --url picks one, and its token comes from its runtime file
         picked = setup.cli("summary", "--json", f"--url={setup.server.url}", find=True)
         assert picked.code == Exit.OK, picked
@@ -466,8 +454,8 @@ def test_url_and_token_reach_a_server_of_another_runtime(setup: Setup, tmp_path:
     assert "refused the token from --token" in found.err
 
 
-def test_server_without_the_extension(plain_server: ServerProcess) -> None:
-    runtime = plain_server.log_path.parent / "runtime"
+def test_server_without_the_extension(stock_server: ServerProcess) -> None:
+    runtime = stock_server.log_path.parent / "runtime"
     for args in (["list"], ["close", "some-comm"]):
         result = run_cli(runtime, *args)
         assert result.code == Exit.NO_EXTENSION, (args, result)
@@ -514,6 +502,7 @@ def test_help_lists_the_exit_statuses(tmp_path: Path) -> None:
     assert "give a subcommand: list, summary, close" in bare.out
 
 
+@pytest.mark.timeout(180)  # two 30 s bounds, on a loaded machine
 def test_ctrl_c_exits_without_a_traceback(tmp_path: Path) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

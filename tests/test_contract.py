@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +76,10 @@ _open("odd", comm_id="tab\\there")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
     """One server for the module; `reconcile_timeout` short, so a stopped kernel is named
     in `X-Comms-Not-Refreshed` within a second."""
-    process = ServerProcess(
-        tmp_path_factory.mktemp("contract"),
-        extension=True,
-        args=["--CommMirror.reconcile_timeout=1"],
-    )
-    yield process
-    process.stop()
+    return start_server("contract", args=("--CommMirror.reconcile_timeout=1",))
 
 
 async def kernel_with_comms(server: ServerProcess, code: str) -> str:
@@ -270,14 +265,10 @@ async def test_kernels_not_asked_are_named_in_a_header(server: ServerProcess, ro
 
 
 @pytest.fixture(scope="module")
-def read_only(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    process = ServerProcess(
-        tmp_path_factory.mktemp("read-only"),
-        extension=True,
-        args=["--ServerApp.authorizer_class=authorizers.ReadOnlyAuthorizer"],
+def read_only(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_server(
+        "read-only", args=("--ServerApp.authorizer_class=authorizers.ReadOnlyAuthorizer",)
     )
-    yield process
-    process.stop()
 
 
 @pytest.mark.parametrize(

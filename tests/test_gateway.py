@@ -6,18 +6,15 @@ import pytest
 from inprocess import captured, extension
 from jupyter_server.gateway.gateway_client import GatewayClient
 from kernel_code import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM
-from server_process import ServerProcess
 from waiting import wait_for
 from wsclient import KernelWS, comm_msgs
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
+def gateway(stock_server):
     """A stock jupyter_server (our extension off) that serves kernels to the server under test."""
-    server = ServerProcess(tmp_path_factory.mktemp("gateway"), extension=False)
-    yield server
+    yield stock_server
     GatewayClient.clear_instance()  # after the last server using it cleaned up
-    server.stop()
 
 
 @pytest.fixture

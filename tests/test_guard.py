@@ -35,7 +35,7 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -147,17 +147,8 @@ def tracebacks(records: list[logging.LogRecord]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("guarded"), extension=True)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def stock_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("stock"), extension=False)
-    yield server
-    server.stop()
+def guarded_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_server("guarded")
 
 
 @pytest.fixture

@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .kernel_driver import ROOT
 
 BENCH = ROOT / "bench" / "bench_kernel_dispatch.py"
 
 
+@pytest.mark.timeout(120 + 60)  # the script's own bound, and a loaded machine's start-up
 def test_bench_smoke_json_shape(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
