@@ -108,8 +108,8 @@ class Setup:
     front: str  # the comm the frontend opened on kernel A
 
     def cli(self, *args: str, find: bool = False, **env: str) -> Result:
-        """The command, given the server's URL and token (finding the server from the
-        runtime directory imports jupyter_server.serverapp: ~2 s a run) unless `find`."""
+        """The command, given the server's URL and token; with `find`, it finds the
+        server in the runtime directory, as a user's does."""
         if not find:
             args = (*args, f"--url={self.server.url}", f"--token={self.server.token}")
         return run_cli(self.runtime, *args, **env)
@@ -409,6 +409,37 @@ def test_summary_counts_per_kernel_and_target(setup: Setup) -> None:
 
 
 # -- finding the server, and each way of failing -----------------------------------------
+
+
+def test_a_command_imports_no_server(tmp_path: Path) -> None:
+    """`jupyter comms` answers in a fraction of a second: neither importing it nor running a
+    command imports jupyter_server or tornado's web framework (seconds of imports)."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    for pid in (os.getpid(), dead.pid):  # a running server, and one whose process is gone
+        info = {"pid": pid, "url": f"http://127.0.0.1:{free_port()}/", "token": "t"}
+        (runtime / f"jpserver-{pid}.json").write_text(json.dumps(info))
+    code = """if True:
+        import sys
+        from jupyter_comm_ext.cli import main
+        try:
+            main(["list"])
+        except SystemExit as e:
+            print(e.code)
+        print(sorted(m for m in sys.modules if m.startswith(("jupyter_server", "tornado.web"))))
+    """
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert p.stdout.split("\n")[:2] == [str(int(Exit.NO_SERVER)), "[]"], p
+    assert "no Jupyter server answers at" in p.stderr  # it found the live one's file
 
 
 def test_no_server_running(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ handful of blocking requests needs no other dependency and no event loop.
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
 
@@ -74,16 +77,42 @@ def _with_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def running_servers(runtime_dir: str, log: Any) -> list[dict[str, Any]]:
-    """The info of every server this user runs, as `jupyter server list` reads it."""
-    # Imported when needed: importing jupyter_server.serverapp takes ~2 s here (most of it
-    # jupyter_events' schema format checkers), which --url with a token can skip.
-    from jupyter_server.serverapp import list_running_servers
+def running_servers(runtime_dir: str) -> list[dict[str, Any]]:
+    """The info of every server this user runs, from its `jpserver-<pid>.json` file in the
+    runtime directory, as `jupyter server list` reads it.
 
-    return list(list_running_servers(runtime_dir, log=log))
+    Read here rather than with jupyter_server's `list_running_servers`: importing
+    jupyter_server.serverapp takes seconds (tornado, jupyter_events' schemas), far more than
+    a command's whole run. A file whose process is gone is left for `jupyter server list`
+    to clean up.
+    """
+    found = []
+    for path in sorted(Path(runtime_dir).glob("jpserver-*.json")):
+        try:
+            info = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue  # removed meanwhile, or still being written
+        if isinstance(info, dict) and isinstance(info.get("pid"), int) and _alive(info["pid"]):
+            found.append(info)
+    return found
 
 
-def find_server(url: str, token: str, token_source: str, runtime_dir: str, log: Any) -> Server:
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (ours or not)."""
+    if sys.platform == "win32":  # os.kill would end it there
+        from jupyter_server.utils import check_pid
+
+        return bool(check_pid(pid))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    return True
+
+
+def find_server(url: str, token: str, token_source: str, runtime_dir: str) -> Server:
     """The server to talk to: `url` if given, else the only one this user runs.
 
     A token given on the command line or in JUPYTER_TOKEN wins; otherwise the token comes
@@ -95,11 +124,11 @@ def find_server(url: str, token: str, token_source: str, runtime_dir: str, log: 
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise CommsError(f"--url must be an http:// or https:// URL, not {url!r}", Exit.USAGE)
         if not token:
-            running = running_servers(runtime_dir, log)
+            running = running_servers(runtime_dir)
             info = next((i for i in running if _with_slash(i.get("url", "")) == url), {})
             token, token_source = info.get("token", ""), from_file
         return Server(url, token, token_source)
-    running = running_servers(runtime_dir, log)
+    running = running_servers(runtime_dir)
     if not running:
         raise CommsError(
             f"no Jupyter server is running (no server file in {runtime_dir}); "
