@@ -20,8 +20,9 @@ from .registry import CommRecord, page
 
 AUTH_RESOURCE = "comms"
 PAGING = ("limit", "cursor")
-#: query arguments jupyter_server itself reads, allowed on every route
-SERVER_ARGUMENTS = ("token", "_xsrf")
+#: query arguments jupyter_server itself reads, allowed on every route (`no_track_activity`
+#: changes nothing here: no route of ours counts as activity)
+SERVER_ARGUMENTS = ("token", "_xsrf", "no_track_activity")
 MAX_ID_LENGTH = 256
 #: names the kernels a `refresh=1` could not ask (see rest-api.yml)
 NOT_REFRESHED_HEADER = "X-Comms-Not-Refreshed"
@@ -39,6 +40,10 @@ class CommsBaseHandler(APIHandler):
     """Shared by the comm routes: the mirror, argument checks, JSON output."""
 
     auth_resource = AUTH_RESOURCE
+    #: Neither reading comms (a panel's poll, the admin page, the Hub service) nor an
+    #: admin's force-close is the user's activity: none of them may keep an idle server
+    #: from its culler (jupyter_server's `last_activity`, which JupyterHub is told).
+    _track_activity = False
 
     @property
     def mirror(self) -> CommMirror:

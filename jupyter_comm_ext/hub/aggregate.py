@@ -267,9 +267,9 @@ class Aggregator:
         """A server's kernels, each with the notebook it runs (from the server's sessions),
         so a page can say which notebook holds which comms."""
         deadline = time.monotonic() + timeout
-        running = await self.get_json(server, "api/kernels", timeout)
+        running = await self.get_json(server, untracked("api/kernels"), timeout)
         left = max(0.001, deadline - time.monotonic())
-        sessions = await self.get_json(server, "api/sessions", left)
+        sessions = await self.get_json(server, untracked("api/sessions"), left)
         notebooks = {s["kernel"]["id"]: s.get("path") for s in sessions if s.get("kernel")}
         return [
             {
@@ -282,6 +282,13 @@ class Aggregator:
             }
             for k in running
         ]
+
+
+def untracked(path: str) -> str:
+    """A jupyter_server route asked with `no_track_activity`: its own routes count as the
+    user's activity unless asked not to (the extension's never do), and a poll must not keep
+    an idle server from the Hub's culler."""
+    return url_concat(path, {"no_track_activity": "1"})
 
 
 def add_up(summaries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -112,6 +112,7 @@ class ApiHandler(ServiceHandler):
         """The query arguments, validated like the single-user server does (400 otherwise)."""
         args = {k: self.get_query_argument(k) for k in self.request.query_arguments}
         args.pop("_xsrf", None)
+        args.pop("no_track_activity", None)  # a single-user server's habit; nothing here counts
         unknown = set(args) - set(allowed)
         if unknown:
             raise web.HTTPError(400, f"unknown query argument(s): {', '.join(sorted(unknown))}")
