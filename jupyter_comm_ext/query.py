@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
-STATUSES = ("open", "closed", "orphaned", "all")
+#: `left_behind`: open widget models the last open widget that referenced them let go of
+STATUSES = ("open", "closed", "orphaned", "left_behind", "all")
 ORIGINS = ("kernel", "frontend", "unknown")
 #: the query arguments that filter comms
 FILTERS = ("kernel_id", "target_name", "origin", "min_idle", "status")
 #: the filters that, alone, are narrow enough for a bulk close (see `CommFilter.is_empty`)
-NARROW_STATUSES = ("orphaned",)
-#: the statuses whose comms a bulk close may close
+NARROW_STATUSES = ("orphaned", "left_behind")
+#: the statuses whose comms a bulk close may close (left-behind models are open comms)
 CLOSABLE_STATUSES = ("open", "orphaned")
 
 
@@ -33,6 +34,9 @@ class Filterable(Protocol):
     origin: str
     status: str
     last_activity: float
+
+    @property
+    def left_behind(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +83,9 @@ class CommFilter:
 
     @property
     def is_empty(self) -> bool:
-        """True when nothing narrows the match down (`status=orphaned` does: orphans are few
-        and every frontend already let go of them)."""
+        """True when nothing narrows the match down (`status=orphaned` and
+        `status=left_behind` do: every frontend already let go of orphans, and no open widget
+        refers to a left-behind model)."""
         return (
             self.kernel_id is None
             and self.target_name is None
@@ -97,11 +102,14 @@ class CommFilter:
                 + " or status=".join(NARROW_STATUSES)
                 + ")"
             )
-        if self.status not in CLOSABLE_STATUSES:
+        if self.status not in CLOSABLE_STATUSES and self.status != "left_behind":
             raise BadQuery(f"only {' or '.join(CLOSABLE_STATUSES)} comms can be closed")
 
     def matches(self, record: Filterable, now: float) -> bool:
-        if self.status != "all" and record.status != self.status:
+        if self.status == "left_behind":
+            if not record.left_behind:
+                return False
+        elif self.status != "all" and record.status != self.status:
             return False
         if self.kernel_id is not None and record.kernel_id != self.kernel_id:
             return False

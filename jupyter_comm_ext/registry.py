@@ -15,11 +15,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import widgets
 from .query import ORIGINS, CommFilter
+from .widgets import WidgetGraph, WidgetInfo
 
 if TYPE_CHECKING:
     from .protocol import CommMessage
@@ -106,6 +108,11 @@ class CommRecord:
     #: set when the kernel was sent comm_close (by a frontend, or by us force-closing): a
     #: reconcile that still finds it in the idle kernel later turns the record into an orphan.
     kernel_told: bool = False
+    #: the widget model this comm is, if its comm_open said so (None: not a widget, or unknown)
+    widget: WidgetInfo | None = None
+    #: comm messages that went by after the mirror saw it close (a kernel sending on a comm
+    #: closed from outside); counted in `messages` and `bytes` too
+    sent_after_close: int = 0
     #: the model as JSON, and the (last_activity, status) it was made at: every change to a
     #: record moves one of the two, so `GET /api/comms` re-encodes only the comms that changed
     _json: orjson.Fragment | None = None
@@ -125,6 +132,15 @@ class CommRecord:
     def idle_seconds(self, now: float) -> float:
         return now - self.last_activity
 
+    @property
+    def left_behind(self) -> bool:
+        """An open widget model the last open widget that referenced it let go of."""
+        return self.widget is not None and self.widget.left_behind and self.status == "open"
+
+    def changed(self) -> None:
+        """Something the model shows changed without a message (the widget graph moved)."""
+        self._json = None
+
     def to_json(self) -> orjson.Fragment:
         """The REST model as JSON, re-encoded only when the record changed since.
 
@@ -140,7 +156,7 @@ class CommRecord:
             self._json_at, self._json_status = self.last_activity, self.status
         return self._json
 
-    def to_model(self) -> dict:
+    def to_model(self) -> dict[str, Any]:
         """The REST model (`Comm` in rest-api.yml)."""
         return {
             "comm_id": self.comm_id,
@@ -161,16 +177,18 @@ class CommRecord:
             "close_reason": self.close_reason,
             "closed_by": self.closed_by,
             "closed_by_name": self.closed_by_name,
+            "widget": None if self.widget is None else self.widget.to_model(),
+            "sent_after_close": self.sent_after_close,
         }
 
 
 class _Tally:
     """Running counts of a set of live comms (see `CommRegistry.summary`)."""
 
-    __slots__ = ("bytes", "messages", "open", "orphaned")
+    __slots__ = ("bytes", "left_behind", "messages", "open", "orphaned")
 
     def __init__(self) -> None:
-        self.open = self.orphaned = 0
+        self.open = self.orphaned = self.left_behind = 0
         self.messages = [0, 0]
         self.bytes = [0, 0]
 
@@ -179,6 +197,7 @@ class _Tally:
             self.orphaned += 1
         else:
             self.open += 1
+            self.left_behind += record.left_behind
         self.messages[0] += record.messages_to_kernel
         self.messages[1] += record.messages_from_kernel
         self.bytes[0] += record.bytes_to_kernel
@@ -187,20 +206,24 @@ class _Tally:
     def merge(self, other: _Tally) -> None:
         self.open += other.open
         self.orphaned += other.orphaned
+        self.left_behind += other.left_behind
         for mine, theirs in ((self.messages, other.messages), (self.bytes, other.bytes)):
             mine[0] += theirs[0]
             mine[1] += theirs[1]
 
-    def to_model(self) -> dict:
+    def to_model(self) -> dict[str, Any]:
         return {
             "open": self.open,
             "orphaned": self.orphaned,
+            "left_behind": self.left_behind,
             "messages": {TO_KERNEL: self.messages[0], FROM_KERNEL: self.messages[1]},
             "bytes": {TO_KERNEL: self.bytes[0], FROM_KERNEL: self.bytes[1]},
         }
 
 
 _EMPTY: dict[str, CommRecord] = {}
+#: the `status` filters that match live records only
+LIVE_STATUSES = ("open", "orphaned", "left_behind")
 
 
 def page(
@@ -238,6 +261,8 @@ class CommRegistry:
         self._forgotten = _Tally()
         #: how many comms closed, by reason, since the server started
         self.closes: dict[str, int] = dict.fromkeys(CLOSE_REASONS, 0)
+        #: the references between widget models, and which are left behind
+        self.widgets = WidgetGraph()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -247,10 +272,18 @@ class CommRegistry:
             record = comms.get(comm_id)
             if record is not None:
                 return record
+        return self._last_closed(comm_id)
+
+    def _last_closed(self, comm_id: str, kernel_id: str | None = None) -> CommRecord | None:
+        """The newest closed record of a comm (of that kernel, if given)."""
         for record in reversed(self._closed):
-            if record.comm_id == comm_id:
+            if record.comm_id == comm_id and kernel_id in (None, record.kernel_id):
                 return record
         return None
+
+    def cascade(self, record: CommRecord) -> list[CommRecord]:
+        """A live widget and every open model only it references, transitively (it first)."""
+        return self.widgets.cascade(self.kernel_comms(record.kernel_id), record)
 
     def kernel_comms(self, kernel_id: str) -> dict[str, CommRecord]:
         """The live (open or orphaned) comms of one kernel, by id."""
@@ -275,13 +308,14 @@ class CommRegistry:
 
     def query(self, flt: CommFilter, now: float | None = None) -> list[CommRecord]:
         now = time.time() if now is None else now
-        if flt.status in ("open", "orphaned") and flt.kernel_id is not None:
+        if flt.status in LIVE_STATUSES and flt.kernel_id is not None:
             candidates: Iterable[CommRecord] = self.kernel_comms(flt.kernel_id).values()
-        elif flt.status in ("open", "orphaned"):
+        elif flt.status in LIVE_STATUSES:
             candidates = self.live_records()
         else:
             candidates = self.records()
-        if flt == CommFilter(status=flt.status):  # the default list: no call per record
+        if flt == CommFilter(status=flt.status) and flt.status != "left_behind":
+            # the default list: no call per record
             return [r for r in candidates if flt.status in ("all", r.status)]
         return [r for r in candidates if flt.matches(r, now)]
 
@@ -297,11 +331,12 @@ class CommRegistry:
         model = tally.to_model()
         return {"messages": model["messages"], "bytes": model["bytes"]}
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """Counts of the live (open and orphaned) comms, for aggregators: no per-comm models.
 
         By kernel (every watched kernel, with zeros when it has no comm), by target, by
         origin, the message and byte totals of those comms, and the size of the closed history.
+        `left_behind` counts the open widget models among them that are left behind.
         """
         totals = _Tally()
         by_kernel: dict[str, _Tally] = {}
@@ -311,8 +346,11 @@ class CommRegistry:
             kernel = by_kernel[kernel_id] = _Tally()
             for record in comms.values():
                 kernel.add(record)
-                target = by_target.setdefault(record.target_name or "", {"open": 0, "orphaned": 0})
+                target = by_target.setdefault(
+                    record.target_name or "", {"open": 0, "orphaned": 0, "left_behind": 0}
+                )
                 target[record.status] += 1
+                target["left_behind"] += record.left_behind
                 by_origin[record.origin] += 1
             totals.merge(kernel)
         return {
@@ -344,16 +382,23 @@ class CommRegistry:
           a frontend's message on a comm we do not know is not tracked (the kernel ignores it);
         - a `comm_open` arriving after a reconcile adopted the comm says who opened it;
         - a `comm_close` closes the record, as closed by the side that sent it; one sent to
-          the kernel marks it told, so a kernel that still holds it later holds an orphan.
+          the kernel marks it told, so a kernel that still holds it later holds an orphan;
+        - a message on a comm the mirror saw close is counted on that closed record (sent
+          after close: a widget still sending on a comm closed from outside), it does not
+          bring the comm back;
+        - a widget's `comm_open` and its state updates keep the widget graph current.
         """
         now = time.time() if now is None else now
-        record = self._live.get(kernel_id, _EMPTY).get(comm.comm_id)
+        comms = self._live.get(kernel_id, _EMPTY)
+        record = comms.get(comm.comm_id)
         actions: tuple[str, ...] = ()
         if record is None:
-            if comm.msg_type != "comm_open" and direction == TO_KERNEL:
-                return None, ()
-            origin = "unknown"
-            if comm.msg_type == "comm_open":
+            if comm.msg_type != "comm_open":
+                ghost = self._sent_after_close(kernel_id, comm, direction, now)
+                if ghost is not None or direction == TO_KERNEL:
+                    return ghost, ()
+                origin = "unknown"
+            else:
                 origin = "kernel" if direction == FROM_KERNEL else "frontend"
             record = self.open(
                 kernel_id,
@@ -371,6 +416,8 @@ class CommRegistry:
             record.origin = "kernel" if direction == FROM_KERNEL else "frontend"
             record.target_module = comm.target_module
         record.count(direction, comm.nbytes, now)
+        if comm.content is not None:
+            self._read_widget(record, comm)
         if comm.msg_type == "comm_close":
             if direction == TO_KERNEL:
                 record.kernel_told = True
@@ -380,6 +427,29 @@ class CommRegistry:
             self.close(record, reason, now=now)
             actions = (*actions, CLOSED)
         return record, actions
+
+    def _sent_after_close(
+        self, kernel_id: str, comm: CommMessage, direction: str, now: float
+    ) -> CommRecord | None:
+        """Count a message on a comm the mirror saw close on its closed record, if any."""
+        record = self._last_closed(comm.comm_id, kernel_id)
+        if record is not None:
+            record.sent_after_close += 1
+            record.count(direction, comm.nbytes, now)
+        return record
+
+    def _read_widget(self, record: CommRecord, comm: CommMessage) -> None:
+        """Learn a widget model from its open, and its references from its state updates
+        (each reader tests the raw bytes before parsing anything)."""
+        if comm.msg_type == "comm_msg":
+            if record.widget is not None:
+                by_key = widgets.read_update(comm.content)
+                if by_key is not None:
+                    self.widgets.updated(self._live[record.kernel_id], record, by_key)
+        elif comm.msg_type == "comm_open" and record.widget is None:
+            opened = widgets.read_open(comm.content)
+            if opened is not None:
+                self.widgets.opened(self._live[record.kernel_id], record, *opened)
 
     def open(
         self,
@@ -427,8 +497,14 @@ class CommRegistry:
         closed_by_name: str | None = None,
         now: float | None = None,
     ) -> None:
-        """Move a live record to the closed history (the oldest closed one may fall off)."""
-        self._live.get(record.kernel_id, {}).pop(record.comm_id, None)
+        """Move a live record to the closed history (the oldest closed one may fall off).
+
+        The widget models only it referenced are left behind.
+        """
+        comms = self._live.get(record.kernel_id, _EMPTY)
+        comms.pop(record.comm_id, None)
+        if record.widget is not None:
+            self.widgets.closed(comms, record)
         record.status = "closed"
         record.closed_at = time.time() if now is None else now
         record.close_reason = reason
@@ -450,6 +526,7 @@ class CommRegistry:
     def remove_kernel(self, kernel_id: str) -> list[CommRecord]:
         """Forget a kernel that is gone, its live comms and its history."""
         records = list(self._live.pop(kernel_id, {}).values())
+        self.widgets.forget_kernel(kernel_id)
         for record in records:
             self._forgotten.add(record)
         if any(r.kernel_id == kernel_id for r in self._closed):
@@ -466,7 +543,7 @@ class CommRegistry:
     def merge(
         self,
         kernel_id: str,
-        reported: dict[str, dict],
+        reported: dict[str, dict[str, Any]],
         asked_at: float,
         orphan_before: float | None,
     ) -> tuple[list[CommRecord], list[CommRecord]]:
@@ -485,7 +562,7 @@ class CommRegistry:
         self,
         kernel_id: str,
         unseen: list[str],
-        reported: dict[str, dict],
+        reported: dict[str, dict[str, Any]],
         asked_at: float,
         orphan_before: float | None,
     ) -> list[CommRecord]:
@@ -518,7 +595,7 @@ class CommRegistry:
         return opened
 
     def _merge_gone(
-        self, live: dict[str, CommRecord], reported: dict[str, dict], asked_at: float
+        self, live: dict[str, CommRecord], reported: dict[str, dict[str, Any]], asked_at: float
     ) -> list[CommRecord]:
         """Live comms the kernel no longer holds: closed, unless they opened after we asked
         or a frontend opened them (its comm_open may still sit unread in the shell queue)."""
@@ -535,7 +612,7 @@ class CommRegistry:
             closed.append(record)
         return closed
 
-    def _adopt(self, kernel_id: str, comm_id: str, info: dict) -> CommRecord | None:
+    def _adopt(self, kernel_id: str, comm_id: str, info: dict[str, Any]) -> CommRecord | None:
         """Track a comm first heard of from the kernel itself."""
         origin = info.get("origin")
         target_module = info.get("target_module")

@@ -22,7 +22,7 @@ def test_every_filter_is_read_and_given_back() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({"status": ""}, "status must be one of open, closed, orphaned, all"),
+        ({"status": ""}, "status must be one of open, closed, orphaned, left_behind, all"),
         ({"status": "opened"}, "status must be one of"),
         ({"origin": "user"}, "origin must be one of kernel, frontend, unknown"),
         ({"min_idle": "-1"}, "min_idle must be a number of seconds >= 0"),

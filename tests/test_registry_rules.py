@@ -67,6 +67,24 @@ def test_closes_say_who_closed_and_a_frontend_close_marks_the_kernel_told():
     assert registry.closes[CLOSED_BY_FRONTEND] == registry.closes[CLOSED_BY_KERNEL] == 1
 
 
+def test_a_message_on_a_comm_seen_closed_counts_on_the_closed_record():
+    """The ghost: a widget still sending on a comm closed from outside does not bring it
+    back as an open comm of unknown origin, and its history holds it once."""
+    registry = CommRegistry()
+    registry.observe(K, msg("comm_open", "s"), FROM_KERNEL, now=1.0)
+    registry.observe(K, msg("comm_close", "s"), TO_KERNEL, "ws1", now=2.0)
+    ghost, actions = registry.observe(K, msg("comm_msg", "s", None), FROM_KERNEL, now=3.0)
+    assert actions == () and ghost.status == "closed" and ghost.sent_after_close == 1
+    assert (ghost.messages_from_kernel, ghost.last_activity) == (2, 3.0)
+    registry.observe(K, msg("comm_msg", "s", None), TO_KERNEL, "ws1", now=4.0)
+    assert ghost.sent_after_close == 2 and ghost.to_model()["sent_after_close"] == 2
+    assert len(registry) == 0
+    assert [r.comm_id for r in registry.query(CommFilter(status="closed"))] == ["s"]
+    # the same id opened anew is a new comm
+    record, actions = registry.observe(K, msg("comm_open", "s"), FROM_KERNEL, now=5.0)
+    assert actions == (OPENED,) and record is not ghost and record.sent_after_close == 0
+
+
 def test_past_the_cap_new_comms_are_not_tracked_but_known_ones_still_count():
     registry = CommRegistry(max_per_kernel=1)
     first, _ = registry.observe(K, msg("comm_open", "a"), FROM_KERNEL)
@@ -97,7 +115,7 @@ def test_summary_counts_live_comms_by_kernel_target_and_origin():
     registry.observe(K, msg("comm_close", "c"), FROM_KERNEL)
     summary = registry.summary()
     assert (summary["open"], summary["orphaned"], summary["closed"]) == (2, 0, 1)
-    assert summary["by_target"] == {"w": {"open": 2, "orphaned": 0}}
+    assert summary["by_target"] == {"w": {"open": 2, "orphaned": 0, "left_behind": 0}}
     assert summary["by_origin"] == {"kernel": 1, "frontend": 1, "unknown": 0}
     assert summary["by_kernel"]["idle"]["open"] == 0
     assert summary["by_kernel"][K]["messages"] == {"to_kernel": 1, "from_kernel": 1}
