@@ -30,5 +30,6 @@ html_theme_options = {
     "footer_end": [],
     "secondary_sidebar_items": ["page-toc"],
 }
-html_sidebars = {"index": []}
+# pages without sub-pages need no section navigation
+html_sidebars = {page: [] for page in ("index", "hub", "security", "how-it-works")}
 html_show_sourcelink = False

@@ -152,7 +152,9 @@ def render_operation(spec: Spec, path: str, method: str) -> Iterator[str]:
     for status, response in op["responses"].items():
         response = spec.resolve(response)
         body = response.get("content", {}).get("application/json", {}).get("schema")
-        text = one_line(response.get("description"))
+        text = one_line(response.get("description")).rstrip()
+        if text and text[-1] not in ".:":
+            text += "."
         if body:
             text += f" Body: {spec.schema_text(body)}."
         text += "".join(f" Header `{header}`." for header in response.get("headers", {}))
