@@ -8,11 +8,18 @@ Three wire forms carry the same message:
 - ZMQ frames: ``[idents..., b"<IDS|MSG>", signature, header, parent, metadata, content, *buffers]``;
 - websocket v1 (``v1.kernel.websocket.jupyter.org``): offsets, channel, then the same parts;
 - websocket legacy: one JSON text, or a binary frame of offsets, JSON and buffers.
+
+Comm messages can be big (a figure's or a data grid's state, megabytes of JSON or binary
+buffers), and the mirror needs only their ids and size.  Sizes come from the frames' lengths,
+buffers are never copied, and a content part bigger than `SKIM_ABOVE` is *skimmed*: its
+top-level fields are read at its two ends (`skim`), the rest (the `data`) is neither parsed
+nor copied.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,8 +27,8 @@ from itertools import pairwise
 from typing import Any
 
 import orjson
+from jupyter_client.jsonutil import extract_dates
 from jupyter_client.session import DELIM
-from jupyter_server.services.kernels.connection.base import deserialize_binary_message
 
 V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 COMM_MSG_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
@@ -30,6 +37,14 @@ _COMM_MARK = b"comm_"
 #: (channel + 4 parts + a few buffers; other counts build theirs per frame)
 _COUNT = struct.Struct("<Q")
 _OFFSET_TABLES = {count: struct.Struct(f"<{count}Q") for count in range(3, 33)}
+#: a content part up to this size is parsed whole (orjson reads 64 KB in about 0.1 ms); a
+#: bigger one is skimmed (see `skim`)
+SKIM_ABOVE = 64 * 1024
+#: how many bytes at each end of a big content part `skim` reads
+SKIM_EDGE = 4096
+
+#: a content part's bytes: a reference into the frame that carried it when that is big
+Buffer = bytes | memoryview
 
 
 class MalformedMessage(ValueError):
@@ -58,12 +73,15 @@ class CommMessage:
     target_name: str | None = None
     target_module: str | None = None
     session: str | None = None
-    #: the content part as received: JSON bytes (ZMQ frames, v1 parts), or the parsed dict of
-    #: a legacy JSON frame; kept for readers that need more than the ids (widget state)
+    #: the content part as received, never a copy of a big one: JSON bytes (ZMQ frames, v1
+    #: parts; a memoryview into the frame past `SKIM_ABOVE`), or the parsed dict of a legacy
+    #: frame; kept for readers that need more than the ids (widget state)
     content: Any = None
+    #: whether the content was too big to read whole and only its ends were read (`skim`)
+    skimmed: bool = False
 
 
-def _checked_str(content: dict, key: str, required: bool) -> str | None:
+def _checked_str(content: dict[str, Any], key: str, required: bool) -> str | None:
     value = content.get(key)
     if value.__class__ is str and value.isascii():  # the common case: nothing to check
         return value
@@ -78,10 +96,13 @@ def _checked_str(content: dict, key: str, required: bool) -> str | None:
     return value
 
 
-def comm_message(header: Any, content: Any, nbytes: int, raw: Any = None) -> CommMessage | None:
+def comm_message(
+    header: Any, content: Any, nbytes: int, raw: Any = None, skimmed: bool = False
+) -> CommMessage | None:
     """Build a CommMessage from a parsed header and content; None if not a comm message.
 
-    `raw` is the content part as received, if not `content` itself.
+    `raw` is the content part as received, if not `content` itself; `skimmed` says that
+    `content` holds only the fields `skim` found.
     """
     if not isinstance(header, dict):
         raise MalformedMessage("message header is not a JSON object")
@@ -100,10 +121,11 @@ def comm_message(header: Any, content: Any, nbytes: int, raw: Any = None) -> Com
         _checked_str(content, "target_module", False) if is_open else None,
         session if isinstance(session, str) else None,
         content if raw is None else raw,
+        skimmed,
     )
 
 
-def _loads(part: bytes | str, what: str) -> Any:
+def _loads(part: Buffer | str, what: str) -> Any:
     """orjson (5x faster than json on a header); json for what orjson is stricter about
     (lone surrogates, NaN, huge integers), so both read what jupyter_client reads."""
     try:
@@ -111,30 +133,170 @@ def _loads(part: bytes | str, what: str) -> Any:
     except (ValueError, TypeError):
         pass
     try:
-        return json.loads(part)
+        return json.loads(part.tobytes() if isinstance(part, memoryview) else part)
     except (ValueError, TypeError) as e:
         raise MalformedMessage(f"{what} is not JSON: {e}") from e
 
 
-def _read(header: bytes, content: bytes, nbytes: int) -> CommMessage | None:
+# -- skimming a big content part --------------------------------------------------------
+#
+# Jupyter's comm content is a JSON object whose few small fields sit before or after its
+# one big value: `{"comm_id": ..., "data": {...}}` from JupyterLab, `{"data": {...},
+# "comm_id": ..., "target_name": ..., "target_module": ...}` from ipykernel.  Read from each
+# end, member by member, those fields are found in a few hundred bytes, and a member is
+# known to be at the top level because every member between it and the object's brace was
+# read whole.  A `"comm_id"` inside `data` is never looked at.
+
+_JSON_WS = b" \t\n\r"
+_OBJECT_START = re.compile(rb"[ \t\n\r]*\{")
+#: a top-level member with a string, number or literal value, and what follows it
+_HEAD_MEMBER = re.compile(
+    rb'[ \t\n\r]*("(?:[^"\\]|\\.)*")[ \t\n\r]*:[ \t\n\r]*'
+    rb'("(?:[^"\\]|\\.)*"|-?[0-9][-+.0-9eE]*|true|false|null)[ \t\n\r]*([,}])',
+    re.DOTALL,
+)
+#: the bytes a number, true, false or null can end with and be made of
+_SCALAR_BYTES = frozenset(b"0123456789+-.eEtrufalsn")
+_QUOTE, _BACKSLASH, _COLON, _COMMA, _OPEN, _CLOSE = b'"\\:,{}'
+#: the fields a skim must find to spare a full parse: what the mirror records of a message
+#: (other fields of a big content, such as a comm_msg's target_name, are not checked)
+_SKIM_NEEDS = {
+    "comm_open": ("comm_id", "target_name", "target_module"),
+    "comm_msg": ("comm_id",),
+    "comm_close": ("comm_id",),
+}
+
+
+def _head_members(head: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The members at the start of a JSON object, up to the first that is not a string,
+    number or literal (or that the head cuts); None if the object ends within the head."""
+    start = _OBJECT_START.match(head)
+    if start is None:
+        return None
+    members = []
+    pos = start.end()
+    while (m := _HEAD_MEMBER.match(head, pos)) is not None:
+        if m[3] == b"}":
+            return None
+        members.append((m[1], m[2]))
+        pos = m.end()
+    return members
+
+
+def _skip_back(tail: bytes, i: int) -> int:
+    while i >= 0 and tail[i] in _JSON_WS:
+        i -= 1
+    return i
+
+
+def _string_start(tail: bytes, end: int) -> int:
+    """Where the JSON string that ends with the quote at `end` starts; -1 if not in `tail`.
+
+    In a string every quote is escaped (an odd run of backslashes before it), so the first
+    unescaped quote back from the end opens it."""
+    j = end
+    while (j := tail.rfind(b'"', 0, j)) > 0:
+        k = j
+        while k > 0 and tail[k - 1] == _BACKSLASH:
+            k -= 1
+        if k == 0:  # the run of backslashes may go on before the tail
+            return -1
+        if (j - k) % 2 == 0:
+            return j
+    return -1
+
+
+def _value_start(tail: bytes, end: int) -> int:
+    """Where the string, number or literal ending at `end` starts; -1 if it is none of them."""
+    if tail[end] == _QUOTE:
+        return _string_start(tail, end)
+    i = end
+    while i >= 0 and tail[i] in _SCALAR_BYTES:
+        i -= 1
+    return i + 1 if 0 <= i < end else -1
+
+
+def _tail_members(tail: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The members at the end of a JSON object, back to the last that is not a string,
+    number or literal (or that the tail cuts); None if the object starts within the tail."""
+    i = _skip_back(tail, len(tail) - 1)
+    if i < 0 or tail[i] != _CLOSE:
+        return None
+    members: list[tuple[bytes, bytes]] = []
+    while True:
+        value_end = _skip_back(tail, i - 1)
+        value_start = _value_start(tail, value_end) if value_end >= 0 else -1
+        colon = _skip_back(tail, value_start - 1) if value_start > 0 else -1
+        key_end = _skip_back(tail, colon - 1) if colon > 0 and tail[colon] == _COLON else -1
+        key_start = _string_start(tail, key_end) if key_end > 0 and tail[key_end] == _QUOTE else -1
+        before = _skip_back(tail, key_start - 1) if key_start > 0 else -1
+        if before < 0 or tail[before] not in (_COMMA, _OPEN):
+            break
+        if tail[before] == _OPEN:
+            return None
+        members.append((tail[key_start : key_end + 1], tail[value_start : value_end + 1]))
+        i = before
+    members.reverse()
+    return members
+
+
+def skim(content: Buffer) -> dict[str, Any] | None:
+    """The top-level fields of a big JSON object that are strings, numbers or literals and
+    lie before its first other value or after its last; None if the ends do not read as
+    those of an object.  The rest is neither copied nor parsed nor checked.
+
+    Repeated names resolve as in a full parse (the last wins) among the fields read; a name
+    repeated in the unread middle is not seen.
+    """
+    head = _head_members(bytes(content[:SKIM_EDGE]))
+    if head is None:
+        return None
+    tail = _tail_members(bytes(content[-SKIM_EDGE:]))
+    if tail is None:
+        return None
+    fields: dict[str, Any] = {}
+    try:
+        for key, value in (*head, *tail):
+            fields[_loads(key, "name")] = _loads(value, "value")
+    except MalformedMessage:  # a full parse says what is wrong
+        return None
+    return fields
+
+
+def _read(header: bytes, content: Buffer, nbytes: int) -> CommMessage | None:
     """The comm message with this header and content frame, if it is one."""
     parsed = _loads(header, "header")
     if not isinstance(parsed, dict) or parsed.get("msg_type") not in COMM_MSG_TYPES:
         return None
+    if len(content) <= SKIM_ABOVE:
+        if isinstance(content, memoryview):
+            content = content.tobytes()
+        return comm_message(parsed, _loads(content, "content"), nbytes, content)
+    fields = skim(content)
+    needed = _SKIM_NEEDS[parsed["msg_type"]]
+    if fields is not None and all(key in fields for key in needed):
+        needs = {key: fields[key] for key in needed}
+        return comm_message(parsed, needs, nbytes, content, skimmed=True)
+    if _OBJECT_START.match(bytes(content[:SKIM_EDGE])) is None:  # not worth a parse
+        raise MalformedMessage(f"{parsed['msg_type']} content is not a JSON object")
     return comm_message(parsed, _loads(content, "content"), nbytes, content)
 
 
-def from_parts(parts: Sequence[bytes]) -> CommMessage | None:
-    """Read ``[header, parent, metadata, content, *buffers]`` (ZMQ frames or v1 parts)."""
+def from_parts(parts: Sequence[Buffer]) -> CommMessage | None:
+    """Read ``[header, parent, metadata, content, *buffers]`` (ZMQ frames or v1 parts).
+
+    The header must be bytes; the other parts may be memoryviews (only their length is
+    read, and the content's as `_read` needs)."""
     if not parts or _COMM_MARK not in parts[0]:
         return None
     if len(parts) < 4:
         raise MalformedMessage(f"message has {len(parts)} parts, fewer than 4")
-    return _read(parts[0], parts[3], sum(map(len, parts)))
+    return _read(parts[0], parts[3], sum(map(len, parts)))  # type: ignore[arg-type]
 
 
-def from_zmq(msg_list: Sequence[bytes]) -> CommMessage | None:
-    """Read a message as received from a kernel's ZMQ socket (identities first)."""
+def from_zmq(msg_list: Sequence[Buffer]) -> CommMessage | None:
+    """Read a message as received from a kernel's ZMQ socket (identities first); frames
+    from the content on may be memoryviews."""
     try:
         start = msg_list.index(DELIM) + 2  # skip the delimiter and the signature
     except ValueError as e:
@@ -179,14 +341,35 @@ def legacy_offsets(frame: bytes) -> list[int]:
 
 
 def from_ws_v1(frame: bytes, offsets: Sequence[int]) -> tuple[str, CommMessage | None]:
-    """Read a v1 websocket frame, slicing out only the parts a comm message needs."""
+    """Read a v1 websocket frame, slicing out only the parts a comm message needs (a big
+    content as a memoryview: a reference into the frame, not a copy)."""
     channel = frame[offsets[0] : offsets[1]].decode("utf-8", "replace")
     if len(offsets) < 6:  # channel + 4 parts need 6 offsets
         return channel, None
     header = frame[offsets[1] : offsets[2]]
     if _COMM_MARK not in header:
         return channel, None
-    return channel, _read(header, frame[offsets[4] : offsets[5]], offsets[-1] - offsets[1])
+    start, end = offsets[4], offsets[5]
+    content = frame[start:end] if end - start <= SKIM_ABOVE else memoryview(frame)[start:end]
+    return channel, _read(header, content, offsets[-1] - offsets[1])
+
+
+def _legacy_binary(frame: bytes) -> tuple[dict[str, Any], int]:
+    """A legacy binary frame's message (without its buffers) and its buffers' total size.
+
+    Reads it the way jupyter_server's parser does (header and parent header required,
+    dates parsed: they are re-packed for the size), without copying the buffers."""
+    offsets = legacy_offsets(frame)
+    end = offsets[1] if len(offsets) > 1 else len(frame)
+    msg = _loads(memoryview(frame)[offsets[0] : end], "message")
+    if not isinstance(msg, dict):
+        raise MalformedMessage("message is not a JSON object")
+    try:
+        msg["header"] = extract_dates(msg["header"])
+        msg["parent_header"] = extract_dates(msg["parent_header"])
+    except Exception as e:  # stock's parser raises whatever the JSON leads it to
+        raise MalformedMessage(f"bad binary message: {e!r}") from e
+    return msg, len(frame) - end
 
 
 def from_ws_legacy(
@@ -201,14 +384,9 @@ def from_ws_legacy(
         if "comm_" not in frame:
             return None, None
         msg = _loads(frame, "message")
-        buffers: list[bytes] = []
+        buffers = 0
     else:
-        legacy_offsets(frame)
-        try:
-            msg = deserialize_binary_message(frame)
-        except Exception as e:  # stock's parser raises whatever the bytes lead it to
-            raise MalformedMessage(f"bad binary message: {e!r}") from e
-        buffers = msg.get("buffers") or []
+        msg, buffers = _legacy_binary(frame)
     if not isinstance(msg, dict):
         raise MalformedMessage("message is not a JSON object")
     channel = msg.get("channel")
@@ -218,7 +396,7 @@ def from_ws_legacy(
     parts = (header, msg.get("parent_header") or {}, msg.get("metadata") or {})
     content = msg.get("content")
     try:
-        nbytes = sum(len(pack(p)) for p in (*parts, content)) + sum(len(b) for b in buffers)
+        nbytes = sum(len(pack(p)) for p in (*parts, content)) + buffers
     except (TypeError, ValueError) as e:
         raise MalformedMessage(f"message cannot be packed: {e}") from e
     return channel, comm_message(header, content, nbytes)
