@@ -414,3 +414,68 @@ async def test_panel_pages_ten_thousand_comms_of_a_kernel_without_session(
         await group.get_by_role("button", name="Show 50 more (100 of 10,000 shown)").wait_for()
         assert await rows.count() == 100
         await panel.screenshot(path=screenshots / "lab-panel-10000.png")
+
+
+def ours(messages: list[str]) -> list[str]:
+    """The console messages that come from this extension (its module, its token, its API)."""
+    marks = ("jupyter-comm-ext", "@jupyterlab/statusbar", "api/comms", "Area left")
+    return [m for m in messages if any(mark in m for mark in marks)]
+
+
+async def console_of(browser: Any, url: str, ready: str) -> tuple[list[str], list[str]]:
+    """Load `url` until `ready` (a selector) shows and the page settles: the console's
+    errors and warnings (with where they come from) and the requests to the comms API."""
+    tab = await browser.new_page()
+    tab.set_default_timeout(BROWSER_TIMEOUT)
+    messages: list[str] = []
+    comms_requests: list[str] = []
+    tab.on(
+        "console",
+        lambda m: (
+            messages.append(f"{m.type}: {m.text} ({m.location.get('url')})")
+            if m.type in ("error", "warning")
+            else None
+        ),
+    )
+    tab.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+    tab.on("request", lambda r: comms_requests.append(r.url) if "/api/comms" in r.url else None)
+    try:
+        await tab.goto(url)
+        await tab.locator(ready).first.wait_for(timeout=60_000)
+        await tab.wait_for_load_state("networkidle", timeout=30_000)
+        await tab.wait_for_timeout(3000)  # a poll of the panel's model would come by now
+    finally:
+        await tab.close()
+    return messages, comms_requests
+
+
+@needs_browser
+async def test_voila_page_loads_the_extension_without_errors(tmp_path: Path, browser: Any) -> None:
+    """Voilà loads every installed labextension but has no status bar (so its shared scope
+    lacks @jupyterlab/statusbar) and no sidebar: ours must neither fail nor poll there."""
+    pytest.importorskip("voila")
+    (tmp_path / "shown.ipynb").write_text(notebook("print('shown by voila')"))
+    server = ServerProcess(tmp_path, extension=True)
+    try:
+        url = f"{server.url}/voila/render/shown.ipynb?token={server.token}"
+        messages, requests = await console_of(browser, url, "text=shown by voila")
+    finally:
+        server.stop()
+    assert ours(messages) == [], messages
+    assert requests == []
+
+
+@needs_browser
+@pytest.mark.parametrize("page", ["tree", "notebooks/page.ipynb"])
+async def test_notebook_7_pages_load_the_extension_without_errors(
+    tmp_path: Path, browser: Any, page: str
+) -> None:
+    pytest.importorskip("notebook")
+    (tmp_path / "page.ipynb").write_text(notebook("print('a notebook')"))
+    server = ServerProcess(tmp_path, extension=True)
+    try:
+        url = f"{server.url}/{page}?token={server.token}"
+        messages, _ = await console_of(browser, url, ".jp-DirListing, .jp-NotebookPanel")
+    finally:
+        server.stop()
+    assert ours(messages) == [], messages

@@ -219,6 +219,56 @@ async def test_lists_comm_opened_in_kernel(
 
 
 @needs_browser
+async def test_kernel_named_by_its_notebook(open_page, jp_ws_fetch, fetch_json) -> None:
+    session = await fetch_json(
+        "api",
+        "sessions",
+        method="POST",
+        body=json.dumps({"path": "named.ipynb", "type": "notebook", "kernel": {"name": "python3"}}),
+    )
+    kernel_id = session["kernel"]["id"]
+    ws = await KernelWS.connect(jp_ws_fetch, kernel_id)
+    (comm_id,) = await open_comms(ws, fetch_json, "in.a.notebook")
+    page = await open_page("named")
+    await page.row(comm_id).wait_for()
+    group = page.tab.locator("#comms tr.kernel", has_text=kernel_id[:8])
+    assert await group.locator(".kernel-name").text_content() == "named.ipynb"
+    assert "python3" in await group.text_content()
+    options = await page.tab.locator("#filter-kernel option").all_text_contents()
+    assert "named.ipynb" in options
+    await page.snap()
+    ws.close()
+
+
+@needs_browser
+async def test_recently_closed_hides_frontend_internal_comms(
+    open_page, start_kernel, jp_ws_fetch, fetch_json
+) -> None:
+    _, ws = await connect(start_kernel, jp_ws_fetch)
+    control, mine = await open_comms(ws, fetch_json, "jupyter.widget.control", "a.user.widget")
+    await ws.execute(
+        "from comm import get_comm_manager\n"
+        "for c in list(get_comm_manager().comms.values()): c.close()"
+    )
+
+    async def both_closed() -> bool:
+        models = await fetch_json("api", "comms", params={"status": "closed"})
+        return {control, mine} <= {m["comm_id"] for m in models}
+
+    await wait_for(both_closed, timeout=20, what="both comms in the closed history")
+    page = await open_page("closed-internal")
+    closed = page.tab.locator("#closed")
+    await closed.locator(f'tr[data-comm-id="{mine}"]').wait_for()
+    assert await closed.locator(f'tr[data-comm-id="{control}"]').count() == 0
+    assert "1 frontend-internal hidden" in await page.tab.locator("#closed-count").text_content()
+    await page.tab.get_by_label("Show frontend-internal comms").check()
+    await closed.locator(f'tr[data-comm-id="{control}"]').wait_for()
+    assert await page.tab.locator("#closed-count").text_content() == ""
+    await page.snap()
+    ws.close()
+
+
+@needs_browser
 async def test_shows_new_comm_without_reload(
     open_page, start_kernel, jp_ws_fetch, fetch_json
 ) -> None:
@@ -259,8 +309,11 @@ async def test_close_one_with_button(open_page, start_kernel, jp_ws_fetch, fetch
     await closed_row.wait_for()
     cells = await closed_row.locator("td").all_text_contents()
     assert cells[0] == "doomed" and cells[4] == "force-closed"
-    closed_by = (await api_comm(fetch_json, doomed))["closed_by"]
-    assert closed_by and cells[5] == closed_by
+    # who closed it: their name, the username on hover
+    model = await api_comm(fetch_json, doomed)
+    assert model["closed_by"]
+    assert cells[5] == (model.get("closed_by_name") or model["closed_by"])
+    assert await closed_row.locator("td").nth(5).get_attribute("title") == model["closed_by"]
     await page.snap()
     held = await kernel_comms(ws)
     assert doomed not in held and kept in held

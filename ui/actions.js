@@ -1,9 +1,9 @@
 // Closing comms: one, a selection, or every comm idle past a limit; always confirmed first.
 
-import { api, closeEach, plainWords } from "./api.js";
-import { kernelLabel } from "./table.js";
+import { api, closeEach, plainWords } from './api.js';
+import { kernelLabel, plural } from './format.js';
 
-const count = (n) => `${n} ${n === 1 ? "comm" : "comms"}`;
+const count = n => plural(n, 'comm');
 
 export class Actions {
   /**
@@ -14,12 +14,14 @@ export class Actions {
     this.table = table;
     this.changed = changed;
     this.busy = false;
-    this.dialog = document.getElementById("confirm");
-    this.notice = document.getElementById("notice");
-    this.closeSelectedButton = document.getElementById("close-selected");
-    this.idleMinutes = document.getElementById("idle-minutes");
-    this.closeSelectedButton.addEventListener("click", () => this.closeSelected());
-    document.getElementById("close-idle").addEventListener("submit", (event) => {
+    this.dialog = document.getElementById('confirm');
+    this.notice = document.getElementById('notice');
+    this.closeSelectedButton = document.getElementById('close-selected');
+    this.idleMinutes = document.getElementById('idle-minutes');
+    this.closeSelectedButton.addEventListener('click', () =>
+      this.closeSelected()
+    );
+    document.getElementById('close-idle').addEventListener('submit', event => {
       event.preventDefault();
       this.closeIdle();
     });
@@ -28,23 +30,29 @@ export class Actions {
   /** Keep the "Close selected" button in step with the selection. */
   selectionChanged() {
     const n = this.table.selected.size;
-    this.closeSelectedButton.textContent = n ? `Close ${count(n)} selected…` : "Close selected…";
+    this.closeSelectedButton.textContent = n
+      ? `Close ${count(n)} selected…`
+      : 'Close selected…';
     this.closeSelectedButton.disabled = n === 0 || this.table.readOnly;
   }
 
   notify(text, isError = false) {
     this.notice.textContent = text;
-    this.notice.classList.toggle("error", isError);
+    this.notice.classList.toggle('error', isError);
     this.notice.hidden = false;
   }
 
   confirm(question, okLabel) {
-    document.getElementById("confirm-text").textContent = question;
-    document.getElementById("confirm-ok").textContent = okLabel;
-    this.dialog.returnValue = "";
+    document.getElementById('confirm-text').textContent = question;
+    document.getElementById('confirm-ok').textContent = okLabel;
+    this.dialog.returnValue = '';
     this.dialog.showModal();
-    return new Promise((resolve) => {
-      this.dialog.addEventListener("close", () => resolve(this.dialog.returnValue === "ok"), { once: true });
+    return new Promise(resolve => {
+      this.dialog.addEventListener(
+        'close',
+        () => resolve(this.dialog.returnValue === 'ok'),
+        { once: true }
+      );
     });
   }
 
@@ -52,7 +60,7 @@ export class Actions {
   failed(error, doing) {
     if (error.status === 403 && !/xsrf/i.test(error.message)) {
       this.table.readOnly = true;
-      document.getElementById("close-idle-button").disabled = true;
+      document.getElementById('close-idle-button').disabled = true;
       this.table.render();
       this.selectionChanged();
     }
@@ -71,59 +79,79 @@ export class Actions {
 
   closeOne(comm) {
     const question =
-      `Close 1 comm: target “${comm.target_name ?? "(no target)"}”, id ${comm.comm_id}, ` +
+      `Close 1 comm: target “${comm.target_name ?? '(no target)'}”, id ${comm.comm_id}, ` +
       `on ${kernelLabel(this.table.kernels, comm.kernel_id)}?`;
     return this.guarded(() => this.confirmAndClose([comm], question));
   }
 
   closeSelected() {
     const comms = this.table.selection;
-    const kernels = new Set(comms.map((c) => c.kernel_id)).size;
-    const question = `Close ${count(comms.length)} on ${kernels} ${kernels === 1 ? "kernel" : "kernels"}?`;
+    const kernels = new Set(comms.map(c => c.kernel_id)).size;
+    const question = `Close ${count(comms.length)} on ${plural(kernels, 'kernel')}?`;
     return this.guarded(() => this.confirmAndClose(comms, question));
   }
 
   async confirmAndClose(comms, question) {
-    if (!(await this.confirm(`${question} Kernels run the close callbacks, connected frontends drop the comms.`, `Close ${count(comms.length)}`))) return;
-    const { closed, gone, failure } = await closeEach(comms, (comm) =>
-      this.table.selected.delete(comm.comm_id),
+    if (
+      !(await this.confirm(
+        `${question} Kernels run the close callbacks, connected frontends drop the comms.`,
+        `Close ${count(comms.length)}`
+      ))
+    )
+      return;
+    const { closed, gone, failure } = await closeEach(comms, comm =>
+      this.table.selected.delete(comm.comm_id)
     );
     this.selectionChanged();
-    if (failure) this.failed(failure, "close comms");
-    else this.notify(`Closed ${count(closed)}.${gone ? ` ${count(gone)} had already closed.` : ""}`);
+    if (failure) this.failed(failure, 'close comms');
+    else
+      this.notify(
+        `Closed ${count(closed)}.${gone ? ` ${count(gone)} had already closed.` : ''}`
+      );
     if (closed || gone) this.changed();
   }
 
   closeIdle() {
     return this.guarded(async () => {
       const minutes = Number(this.idleMinutes.value);
-      if (this.idleMinutes.value === "" || !(minutes >= 0)) {
-        this.notify("Enter how many minutes a comm must have been idle: a number, 0 or more.", true);
+      if (this.idleMinutes.value === '' || !(minutes >= 0)) {
+        this.notify(
+          'Enter how many minutes a comm must have been idle: a number, 0 or more.',
+          true
+        );
         return;
       }
       const filters = { min_idle: minutes * 60, ...this.table.filters };
       const scope =
-        (filters.kernel_id ? ` on ${kernelLabel(this.table.kernels, filters.kernel_id)}` : "") +
-        (filters.target_name ? ` with target “${filters.target_name}”` : "");
-      const idle = `idle longer than ${minutes} ${minutes === 1 ? "minute" : "minutes"}${scope}`;
+        (filters.kernel_id
+          ? ` on ${kernelLabel(this.table.kernels, filters.kernel_id)}`
+          : '') +
+        (filters.target_name ? ` with target “${filters.target_name}”` : '');
+      const idle = `idle longer than ${minutes} ${minutes === 1 ? 'minute' : 'minutes'}${scope}`;
       let matching;
       try {
         matching = await api.comms(filters);
       } catch (error) {
-        this.failed(error, "count the idle comms");
+        this.failed(error, 'count the idle comms');
         return;
       }
       if (matching.length === 0) {
         this.notify(`No comm is ${idle}.`);
         return;
       }
-      if (!(await this.confirm(`Close ${count(matching.length)} ${idle}?`, `Close ${count(matching.length)}`))) return;
+      if (
+        !(await this.confirm(
+          `Close ${count(matching.length)} ${idle}?`,
+          `Close ${count(matching.length)}`
+        ))
+      )
+        return;
       try {
         const closed = await api.closeMatching(filters);
         this.notify(`Closed ${count(closed.length)} ${idle}.`);
         this.changed();
       } catch (error) {
-        this.failed(error, "close comms");
+        this.failed(error, 'close comms');
       }
     });
   }

@@ -1,7 +1,7 @@
 // The server's REST API, as the page uses it: base URL, token, XSRF and errors in plain words.
 
 const baseUrl = document.querySelector('meta[name="jupyter-base-url"]').content;
-const token = new URLSearchParams(window.location.search).get("token");
+const token = new URLSearchParams(window.location.search).get('token');
 
 /** How far the server's clock is ahead of ours (ms), from the Date header of its answers. */
 let clockSkew = 0;
@@ -19,29 +19,29 @@ export function serverNow() {
 }
 
 function cookie(name) {
-  const entry = document.cookie.split("; ").find((c) => c.startsWith(`${name}=`));
+  const entry = document.cookie.split('; ').find(c => c.startsWith(`${name}=`));
   return entry ? decodeURIComponent(entry.slice(name.length + 1)) : null;
 }
 
 function headers() {
-  const result = { Accept: "application/json" };
+  const result = { Accept: 'application/json' };
   if (token) result.Authorization = `token ${token}`;
-  const xsrf = cookie("_xsrf");
-  if (xsrf) result["X-XSRFToken"] = xsrf;
+  const xsrf = cookie('_xsrf');
+  if (xsrf) result['X-XSRFToken'] = xsrf;
   return result;
 }
 
 async function serverMessage(response) {
   try {
     const body = await response.json();
-    return body.message || body.reason || "";
+    return body.message || body.reason || '';
   } catch {
-    return "";
+    return '';
   }
 }
 
 function noteClock(response, sentAt) {
-  const date = Date.parse(response.headers.get("Date") || "");
+  const date = Date.parse(response.headers.get('Date') || '');
   if (Number.isNaN(date)) return;
   const skew = date - (sentAt + Date.now()) / 2;
   // The header has a one-second resolution: ignore what it cannot tell apart.
@@ -51,25 +51,37 @@ function noteClock(response, sentAt) {
 async function request(method, path, params = {}) {
   const url = new URL(baseUrl + path, window.location.origin);
   for (const [key, value] of Object.entries(params)) {
-    if (value !== "" && value !== null && value !== undefined) url.searchParams.set(key, value);
+    if (value !== '' && value !== null && value !== undefined)
+      url.searchParams.set(key, value);
   }
   const sentAt = Date.now();
   let response;
   try {
-    response = await fetch(url, { method, headers: headers(), credentials: "same-origin", cache: "no-store" });
+    response = await fetch(url, {
+      method,
+      headers: headers(),
+      credentials: 'same-origin',
+      cache: 'no-store'
+    });
   } catch {
-    throw new ApiError(0, "The server did not answer. It may be restarting; the page keeps trying.");
+    throw new ApiError(
+      0,
+      'The server did not answer. It may be restarting; the page keeps trying.'
+    );
   }
   noteClock(response, sentAt);
-  if (!response.ok) throw new ApiError(response.status, await serverMessage(response));
+  if (!response.ok)
+    throw new ApiError(response.status, await serverMessage(response));
   return response.status === 204 ? null : response.json();
 }
 
 export const api = {
-  comms: (filters) => request("GET", "api/comms", filters),
-  kernels: () => request("GET", "api/kernels"),
-  closeComm: (commId) => request("DELETE", `api/comms/${encodeURIComponent(commId)}`),
-  closeMatching: (filters) => request("DELETE", "api/comms", filters),
+  comms: filters => request('GET', 'api/comms', filters),
+  kernels: () => request('GET', 'api/kernels'),
+  sessions: () => request('GET', 'api/sessions'),
+  closeComm: commId =>
+    request('DELETE', `api/comms/${encodeURIComponent(commId)}`),
+  closeMatching: filters => request('DELETE', 'api/comms', filters)
 };
 
 /** Parallel DELETEs for a selection: enough to be quick, few enough not to flood the server. */
@@ -108,24 +120,26 @@ export async function closeEach(comms, settled) {
 /** The websocket URL of the server's event stream (the token rides along: no headers there). */
 export function eventsUrl() {
   const url = new URL(`${baseUrl}api/events/subscribe`, window.location.href);
-  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  if (token) url.searchParams.set("token", token);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  if (token) url.searchParams.set('token', token);
   return url.href;
 }
 
 /** What went wrong, for people: `doing` is what the page tried ("close comms", "list comms"). */
 export function plainWords(error, doing) {
-  if (!(error instanceof ApiError)) return `Could not ${doing}: ${error.message}`;
-  const detail = error.message ? ` (the server said: ${error.message})` : "";
+  if (!(error instanceof ApiError))
+    return `Could not ${doing}: ${error.message}`;
+  const detail = error.message ? ` (the server said: ${error.message})` : '';
   switch (error.status) {
     case 0:
       return error.message;
     case 401:
-      return "You are not logged in any more. Reload the page to log in again.";
+      return 'You are not logged in any more. Reload the page to log in again.';
     case 403:
-      if (/xsrf/i.test(error.message)) return "The page's security token expired. Reload the page and try again.";
-      return doing.startsWith("close")
-        ? "You may look but not close: this server does not let your account close comms."
+      if (/xsrf/i.test(error.message))
+        return "The page's security token expired. Reload the page and try again.";
+      return doing.startsWith('close')
+        ? 'You may look but not close: this server does not let your account close comms.'
         : `You are not allowed to ${doing} on this server.`;
     case 404:
       return `Could not ${doing}: it is already gone.`;

@@ -5,11 +5,11 @@
 // events, so counters and idle times are polled too: slowly while the stream is up, faster
 // when it is not. A dropped stream (server restart) is reopened with backoff.
 
-import { eventsUrl } from "./api.js";
+import { eventsUrl } from './api.js';
 
 const WATCHED_SCHEMAS = new Set([
-  "https://events.jupyter.org/jupyter_comm_ext/comm/v1",
-  "https://events.jupyter.org/jupyter_server/kernel_actions/v1",
+  'https://events.jupyter.org/jupyter_comm_ext/comm/v1',
+  'https://events.jupyter.org/jupyter_server/kernel_actions/v1'
 ]);
 const MIN_GAP_MS = 1000;
 const POLL_LIVE_MS = 5000;
@@ -38,7 +38,7 @@ export class Live {
   start() {
     this.connect();
     this.request();
-    document.addEventListener("visibilitychange", () => {
+    document.addEventListener('visibilitychange', () => {
       if (!document.hidden) this.request();
     });
   }
@@ -80,13 +80,13 @@ export class Live {
 
   connect() {
     const socket = new WebSocket(eventsUrl());
-    socket.addEventListener("open", () => {
+    socket.addEventListener('open', () => {
       this.streaming = true;
       this.backoff = 1000;
       this.report();
       this.request(); // events may have been missed while the stream was down
     });
-    socket.addEventListener("message", (event) => {
+    socket.addEventListener('message', event => {
       let schema;
       try {
         schema = JSON.parse(event.data).schema_id;
@@ -95,7 +95,7 @@ export class Live {
       }
       if (WATCHED_SCHEMAS.has(schema)) this.request();
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener('close', () => {
       this.streaming = false;
       this.report();
       setTimeout(() => this.connect(), this.backoff);
@@ -104,6 +104,8 @@ export class Live {
   }
 
   report() {
-    this.onStatus(!this.reachable ? "offline" : this.streaming ? "live" : "polling");
+    this.onStatus(
+      !this.reachable ? 'offline' : this.streaming ? 'live' : 'polling'
+    );
   }
 }

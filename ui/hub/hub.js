@@ -4,34 +4,35 @@
 // through the admin page's client (../api.js); only textContent and attributes carry data
 // into the DOM, never markup.
 
-import { api, closeEach, plainWords, serverNow } from "../api.js";
-import { el } from "../table.js";
+import { api, closeEach, plainWords, serverNow } from '../api.js';
+import { bytes, duration, parseTime, plural } from '../format.js';
+import { el, targetCell } from '../table.js';
 
 const baseUrl = document.querySelector('meta[name="jupyter-base-url"]').content;
 const POLL_MS = 30000;
 
-const $ = (id) => document.getElementById(id);
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
-const keyOf = (s) => `${s.user}/${s.server_name}`;
-const serverLabel = (s) => `${s.user}/${s.server_name || "(default)"}`;
+const $ = id => document.getElementById(id);
+const keyOf = s => `${s.user}/${s.server_name}`;
+const serverLabel = s => `${s.user}/${s.server_name || '(default)'}`;
 
-function ago(iso) {
-  const s = Math.max(0, Math.floor((serverNow() - Date.parse(iso.replace(/(\.\d{3})\d+/, "$1"))) / 1000));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
-}
+/** How long ago a server timestamp was, e.g. "4 min". */
+const ago = iso => duration(serverNow() - parseTime(iso));
 
 /** GET of a route ../api.js does not know (api/summary, api/kernels). The Hub's login
  * cookie counts on a fetch() only with the page's XSRF token, even for a GET. */
 async function getJson(path, params = {}) {
   const url = new URL(`${baseUrl}${path}`, window.location.origin);
-  for (const [key, value] of Object.entries(params)) if (value) url.searchParams.set(key, value);
-  const xsrf = document.cookie.split("; ").find((c) => c.startsWith("_xsrf="));
-  const headers = { Accept: "application/json" };
-  if (xsrf) headers["X-XSRFToken"] = decodeURIComponent(xsrf.slice("_xsrf=".length));
-  const response = await fetch(url, { headers, credentials: "same-origin", cache: "no-store" });
+  for (const [key, value] of Object.entries(params))
+    if (value) url.searchParams.set(key, value);
+  const xsrf = document.cookie.split('; ').find(c => c.startsWith('_xsrf='));
+  const headers = { Accept: 'application/json' };
+  if (xsrf)
+    headers['X-XSRFToken'] = decodeURIComponent(xsrf.slice('_xsrf='.length));
+  const response = await fetch(url, {
+    headers,
+    credentials: 'same-origin',
+    cache: 'no-store'
+  });
   if (!response.ok) {
     const body = await response.json().catch(() => ({}));
     const error = new Error(body.message || response.statusText);
@@ -48,27 +49,35 @@ const state = {
   /** comm_id -> comm, across servers */
   selected: new Map(),
   readOnly: false,
-  busy: false,
+  busy: false
 };
 
 function filters() {
-  return { user: $("filter-user").value.trim(), target_name: $("filter-target").value.trim() };
+  return {
+    user: $('filter-user').value.trim(),
+    target_name: $('filter-target').value.trim()
+  };
 }
 
 function notify(text, isError = false) {
-  $("notice").textContent = text;
-  $("notice").classList.toggle("error", isError);
-  $("notice").hidden = false;
+  $('notice').textContent = text;
+  $('notice').classList.toggle('error', isError);
+  $('notice').hidden = false;
 }
 
 /** The servers that did not answer, in one line (they never fail the page). */
 function reportUnreachable(servers) {
-  const failed = servers.filter((s) => s.status !== "ok");
-  $("unreachable").hidden = failed.length === 0;
-  $("unreachable").textContent = failed.length
-    ? `${plural(failed.length, "server")} did not answer: ` +
-      failed.map((s) => `${serverLabel(s)} (${s.status === "no-extension" ? "no comms extension" : s.message})`).join("; ")
-    : "";
+  const failed = servers.filter(s => s.status !== 'ok');
+  $('unreachable').hidden = failed.length === 0;
+  $('unreachable').textContent = failed.length
+    ? `${plural(failed.length, 'server')} did not answer: ` +
+      failed
+        .map(
+          s =>
+            `${serverLabel(s)} (${s.status === 'no-extension' ? 'no comms extension' : s.message})`
+        )
+        .join('; ')
+    : '';
 }
 
 async function loadComms(server) {
@@ -78,163 +87,265 @@ async function loadComms(server) {
     const [answer, kernels] = await Promise.all([
       api.comms({ user: server.user, target_name }),
       // Notebook names only label the groups: do without them if they do not come.
-      getJson("api/kernels", { user: server.user }).catch(() => ({ kernels: [] })),
+      getJson('api/kernels', { user: server.user }).catch(() => ({
+        kernels: []
+      }))
     ]);
-    const answered = answer.servers.find((s) => keyOf(s) === keyOf(server));
+    const answered = answer.servers.find(s => keyOf(s) === keyOf(server));
     state.open.set(keyOf(server), {
-      comms: answer.comms.filter((c) => c.server_name === server.server_name),
-      kernels: new Map(kernels.kernels.filter((k) => keyOf(k) === keyOf(server)).map((k) => [k.kernel_id, k])),
-      error: answered && answered.status !== "ok" ? answered.message || answered.status : null,
+      comms: answer.comms.filter(c => c.server_name === server.server_name),
+      kernels: new Map(
+        kernels.kernels
+          .filter(k => keyOf(k) === keyOf(server))
+          .map(k => [k.kernel_id, k])
+      ),
+      error:
+        answered && answered.status !== 'ok'
+          ? answered.message || answered.status
+          : null
     });
   } catch (error) {
-    state.open.set(keyOf(server), { comms: [], kernels: new Map(), error: plainWords(error, "list its comms") });
+    state.open.set(keyOf(server), {
+      comms: [],
+      kernels: new Map(),
+      error: plainWords(error, 'list its comms')
+    });
   }
 }
 
 async function refresh() {
   let answer;
   try {
-    answer = await getJson("api/summary", { user: filters().user });
+    answer = await getJson('api/summary', { user: filters().user });
   } catch (error) {
-    $("load-error").textContent = plainWords(error, "list the servers");
-    $("load-error").hidden = false;
+    $('load-error').textContent = plainWords(error, 'list the servers');
+    $('load-error').hidden = false;
     return;
   }
-  $("load-error").hidden = true;
+  $('load-error').hidden = true;
   state.servers = answer.servers.sort(
-    (a, b) => (b.summary?.open ?? -1) - (a.summary?.open ?? -1) || keyOf(a).localeCompare(keyOf(b)),
+    (a, b) =>
+      (b.summary?.open ?? -1) - (a.summary?.open ?? -1) ||
+      keyOf(a).localeCompare(keyOf(b))
   );
   const running = new Set(state.servers.map(keyOf));
-  for (const key of state.open.keys()) if (!running.has(key)) state.open.delete(key);
-  await Promise.all(state.servers.filter((s) => state.open.has(keyOf(s))).map(loadComms));
+  for (const key of state.open.keys())
+    if (!running.has(key)) state.open.delete(key);
+  await Promise.all(
+    state.servers.filter(s => state.open.has(keyOf(s))).map(loadComms)
+  );
   const totals = answer.totals;
-  $("summary").textContent =
-    `${plural(totals.open, "open comm")} · ${plural(totals.orphaned, "orphan")} · ` +
-    `${plural(totals.kernels, "kernel")} on ${plural(state.servers.length, "server")} · ` +
+  $('summary').textContent =
+    `${plural(totals.open, 'open comm')} · ${plural(totals.orphaned, 'orphan')} · ` +
+    `${plural(totals.kernels, 'kernel')} on ${plural(state.servers.length, 'server')} · ` +
     `updated ${new Date().toLocaleTimeString()}`;
   reportUnreachable(state.servers);
   render();
 }
 
 function render() {
-  const body = document.querySelector("#servers tbody");
+  const body = document.querySelector('#servers tbody');
   const rows = [];
   for (const server of state.servers) {
     rows.push(serverRow(server));
-    if (state.open.has(keyOf(server))) rows.push(detailRow(server, state.open.get(keyOf(server))));
+    if (state.open.has(keyOf(server)))
+      rows.push(detailRow(server, state.open.get(keyOf(server))));
   }
   body.replaceChildren(...rows);
-  $("loading").hidden = true;
-  $("servers").hidden = state.servers.length === 0;
-  $("none").hidden = state.servers.length > 0;
+  $('loading').hidden = true;
+  $('servers').hidden = state.servers.length === 0;
+  $('none').hidden = state.servers.length > 0;
   const n = state.selected.size;
-  $("close-selected").textContent = n ? `Close ${plural(n, "comm")} selected…` : "Close selected…";
-  $("close-selected").disabled = n === 0 || state.readOnly;
-  $("close-idle-button").disabled = state.readOnly;
+  $('close-selected').textContent = n
+    ? `Close ${plural(n, 'comm')} selected…`
+    : 'Close selected…';
+  $('close-selected').disabled = n === 0 || state.readOnly;
+  $('close-idle-button').disabled = state.readOnly;
 }
 
 function serverRow(server) {
   const s = server.summary;
   const opened = state.open.has(keyOf(server));
-  const toggle = el("button", {
-    type: "button",
-    class: "small",
-    "aria-expanded": String(opened),
-    "aria-label": `${opened ? "Hide" : "Show"} comms of ${serverLabel(server)}`,
-    text: opened ? "▾" : "▸",
+  const toggle = el('button', {
+    type: 'button',
+    class: 'small',
+    'aria-expanded': String(opened),
+    'aria-label': `${opened ? 'Hide' : 'Show'} comms of ${serverLabel(server)}`,
+    text: opened ? '▾' : '▸'
   });
-  toggle.disabled = server.status !== "ok";
-  toggle.addEventListener("click", async () => {
+  toggle.disabled = server.status !== 'ok';
+  toggle.addEventListener('click', async () => {
     if (state.open.has(keyOf(server))) state.open.delete(keyOf(server));
     else await loadComms(server);
     render();
-    document.querySelector(`tr.server[data-server="${CSS.escape(keyOf(server))}"] button`)?.focus();
+    document
+      .querySelector(
+        `tr.server[data-server="${CSS.escape(keyOf(server))}"] button`
+      )
+      ?.focus();
   });
   const status =
-    server.status === "ok" ? "ok" : server.status === "no-extension" ? "no extension" : `error: ${server.message}`;
+    server.status === 'ok'
+      ? 'ok'
+      : server.status === 'no-extension'
+        ? 'no extension'
+        : `error: ${server.message}`;
   const cells = s
-    ? [s.open, s.orphaned, Object.keys(s.by_kernel).length,
-       `${s.messages.to_kernel} / ${s.messages.from_kernel}`, `${s.bytes.to_kernel} / ${s.bytes.from_kernel}`]
-    : ["", "", "", "", ""];
+    ? [
+        s.open,
+        s.orphaned,
+        Object.keys(s.by_kernel).length,
+        `${s.messages.to_kernel} / ${s.messages.from_kernel}`,
+        `${bytes(s.bytes.to_kernel)} / ${bytes(s.bytes.from_kernel)}`
+      ]
+    : ['', '', '', '', ''];
   return el(
-    "tr",
-    { class: `server${server.status === "ok" ? "" : " failed"}`, "data-server": keyOf(server) },
-    el("td", {}, toggle),
-    el("td", { text: server.user }),
-    server.server_name ? el("td", { text: server.server_name }) : el("td", {}, el("em", { text: "(default)" })),
-    el("td", {}, el("span", { class: `status-${server.status}`, text: status })),
-    ...cells.map((value) => el("td", { class: "num", text: String(value) })),
+    'tr',
+    {
+      class: `server${server.status === 'ok' ? '' : ' failed'}`,
+      'data-server': keyOf(server)
+    },
+    el('td', {}, toggle),
+    el('td', { text: server.user }),
+    server.server_name
+      ? el('td', { text: server.server_name })
+      : el('td', {}, el('em', { text: '(default)' })),
+    el(
+      'td',
+      {},
+      el('span', { class: `status-${server.status}`, text: status })
+    ),
+    ...cells.map(value => el('td', { class: 'num', text: String(value) }))
   );
 }
 
 function detailRow(server, { comms, kernels, error }) {
-  const cell = el("td", { colspan: "9" });
-  if (error) cell.append(el("p", { class: "error", text: error }));
-  if (!comms.length && !error) cell.append(el("p", { text: "No open comm matches on this server." }));
+  const cell = el('td', { colspan: '9' });
+  if (error) cell.append(el('p', { class: 'error', text: error }));
+  if (!comms.length && !error)
+    cell.append(el('p', { text: 'No open comm matches on this server.' }));
   if (comms.length) {
-    const table = el("table", { "aria-label": `Comms of ${serverLabel(server)}` });
+    const table = el('table', {
+      'aria-label': `Comms of ${serverLabel(server)}`
+    });
     table.append(
-      el("thead", {}, el("tr", {}, ...["", "Target", "Comm id", "Origin", "Age", "Idle", "Msgs to / from", ""].map(
-        (label) => el("th", { scope: "col", text: label }),
-      ))),
+      el(
+        'thead',
+        {},
+        el(
+          'tr',
+          {},
+          ...[
+            '',
+            'Target',
+            'Comm id',
+            'Origin',
+            'Age',
+            'Idle',
+            'Msgs to / from',
+            ''
+          ].map(label => el('th', { scope: 'col', text: label }))
+        )
+      )
     );
-    const tbody = el("tbody");
+    const tbody = el('tbody');
     const byKernel = new Map();
-    for (const comm of comms) byKernel.set(comm.kernel_id, [...(byKernel.get(comm.kernel_id) || []), comm]);
+    for (const comm of comms)
+      byKernel.set(comm.kernel_id, [
+        ...(byKernel.get(comm.kernel_id) || []),
+        comm
+      ]);
     for (const [kernelId, group] of byKernel) {
       const kernel = kernels.get(kernelId);
-      const execution = kernel ? kernel.execution_state : "gone";
+      const execution = kernel ? kernel.execution_state : 'gone';
       tbody.append(
-        el("tr", { class: "kernel" }, el("th", { scope: "colgroup", colspan: "8" },
-          el("span", { class: "kernel-name", text: kernel?.notebook ?? "(no notebook)" }),
-          el("span", { text: kernel?.name ?? "kernel" }),
-          el("code", { class: "kernel-id", title: kernelId, text: kernelId.slice(0, 8) }),
-          el("span", { class: `state state-${execution}`, text: execution }),
-          el("span", { text: plural(group.length, "comm") }))),
+        el(
+          'tr',
+          { class: 'kernel' },
+          el(
+            'th',
+            { scope: 'colgroup', colspan: '8' },
+            el('span', {
+              class: 'kernel-name',
+              text: kernel?.notebook ?? '(no notebook)'
+            }),
+            el('span', { text: kernel?.name ?? 'kernel' }),
+            el('code', {
+              class: 'kernel-id',
+              title: kernelId,
+              text: kernelId.slice(0, 8)
+            }),
+            el('span', { class: `state state-${execution}`, text: execution }),
+            el('span', { text: plural(group.length, 'comm') })
+          )
+        )
       );
       for (const comm of group) tbody.append(commRow(comm));
     }
     table.append(tbody);
     cell.append(table);
   }
-  return el("tr", { class: "detail" }, cell);
+  return el('tr', { class: 'detail' }, cell);
 }
 
 function commRow(comm) {
-  const label = `${comm.target_name ?? "(no target)"} ${comm.comm_id.slice(0, 8)}`;
-  const box = el("input", { type: "checkbox", "aria-label": `Select comm ${label}` });
+  const label = `${comm.target_name ?? '(no target)'} ${comm.comm_id.slice(0, 8)}`;
+  const box = el('input', {
+    type: 'checkbox',
+    'aria-label': `Select comm ${label}`
+  });
   box.checked = state.selected.has(comm.comm_id);
   box.disabled = state.readOnly;
-  box.addEventListener("change", () => {
+  box.addEventListener('change', () => {
     if (box.checked) state.selected.set(comm.comm_id, comm);
     else state.selected.delete(comm.comm_id);
     render();
   });
-  const close = el("button", { type: "button", class: "danger small", "aria-label": `Close comm ${label}`, text: "Close" });
+  const close = el('button', {
+    type: 'button',
+    class: 'danger small',
+    'aria-label': `Close comm ${label}`,
+    text: 'Close'
+  });
   close.disabled = state.readOnly;
-  close.addEventListener("click", () => guarded(() => confirmAndClose([comm], `Close comm “${label}” of ${serverLabel(comm)}?`)));
+  close.addEventListener('click', () =>
+    guarded(() =>
+      confirmAndClose([comm], `Close comm “${label}” of ${serverLabel(comm)}?`)
+    )
+  );
   return el(
-    "tr",
-    { "data-comm-id": comm.comm_id },
-    el("td", {}, box),
-    el("td", { text: comm.target_name ?? "(no target)" }),
-    el("td", {}, el("code", { title: comm.comm_id, text: comm.comm_id.slice(0, 8) })),
-    el("td", { text: comm.origin }),
-    el("td", { title: comm.opened_at, text: ago(comm.opened_at) }),
-    el("td", { title: comm.last_activity, text: ago(comm.last_activity) }),
-    el("td", { class: "num", text: `${comm.messages.to_kernel} / ${comm.messages.from_kernel}` }),
-    el("td", {}, close),
+    'tr',
+    { 'data-comm-id': comm.comm_id },
+    el('td', {}, box),
+    targetCell(comm.target_name),
+    el(
+      'td',
+      {},
+      el('code', { title: comm.comm_id, text: comm.comm_id.slice(0, 8) })
+    ),
+    el('td', { text: comm.origin }),
+    el('td', { title: comm.opened_at, text: ago(comm.opened_at) }),
+    el('td', { title: comm.last_activity, text: ago(comm.last_activity) }),
+    el('td', {
+      class: 'num',
+      text: `${comm.messages.to_kernel} / ${comm.messages.from_kernel}`
+    }),
+    el('td', {}, close)
   );
 }
 
 function confirm(question, okLabel) {
-  const dialog = $("confirm");
-  $("confirm-text").textContent = question;
-  $("confirm-ok").textContent = okLabel;
-  dialog.returnValue = "";
+  const dialog = $('confirm');
+  $('confirm-text').textContent = question;
+  $('confirm-ok').textContent = okLabel;
+  dialog.returnValue = '';
   dialog.showModal();
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  return new Promise(resolve => {
+    dialog.addEventListener(
+      'close',
+      () => resolve(dialog.returnValue === 'ok'),
+      { once: true }
+    );
   });
 }
 
@@ -250,35 +361,53 @@ async function guarded(action) {
 
 /** A refusal to close (not an expired XSRF token) makes the page read-only. */
 function failed(error, doing) {
-  if (error.status === 403 && !/xsrf/i.test(error.message)) state.readOnly = true;
+  if (error.status === 403 && !/xsrf/i.test(error.message))
+    state.readOnly = true;
   notify(plainWords(error, doing), true);
   render();
 }
 
 async function confirmAndClose(comms, question) {
-  const note = "Kernels run their close callbacks, the users' open notebooks drop the comms.";
-  if (!(await confirm(`${question} ${note}`, `Close ${plural(comms.length, "comm")}`))) return;
-  const { closed, gone, failure } = await closeEach(comms, (comm) => state.selected.delete(comm.comm_id));
-  if (failure) failed(failure, "close comms");
-  else notify(`Closed ${plural(closed, "comm")}.${gone ? ` ${plural(gone, "comm")} had already closed.` : ""}`);
+  const note =
+    "Kernels run their close callbacks, the users' open notebooks drop the comms.";
+  if (
+    !(await confirm(
+      `${question} ${note}`,
+      `Close ${plural(comms.length, 'comm')}`
+    ))
+  )
+    return;
+  const { closed, gone, failure } = await closeEach(comms, comm =>
+    state.selected.delete(comm.comm_id)
+  );
+  if (failure) failed(failure, 'close comms');
+  else
+    notify(
+      `Closed ${plural(closed, 'comm')}.${gone ? ` ${plural(gone, 'comm')} had already closed.` : ''}`
+    );
   await refresh();
 }
 
 async function closeIdle() {
-  const input = $("idle-minutes");
+  const input = $('idle-minutes');
   const minutes = Number(input.value);
-  if (input.value === "" || !(minutes >= 0)) {
-    notify("Enter how many minutes a comm must have been idle: a number, 0 or more.", true);
+  if (input.value === '' || !(minutes >= 0)) {
+    notify(
+      'Enter how many minutes a comm must have been idle: a number, 0 or more.',
+      true
+    );
     return;
   }
   const query = { min_idle: minutes * 60, ...filters() };
-  const scope = (query.user ? ` of ${query.user}` : " of every user") + (query.target_name ? ` with target “${query.target_name}”` : "");
-  const idle = `idle longer than ${plural(minutes, "minute")}${scope}`;
+  const scope =
+    (query.user ? ` of ${query.user}` : ' of every user') +
+    (query.target_name ? ` with target “${query.target_name}”` : '');
+  const idle = `idle longer than ${plural(minutes, 'minute')}${scope}`;
   let matching;
   try {
     matching = await api.comms(query);
   } catch (error) {
-    failed(error, "count the idle comms");
+    failed(error, 'count the idle comms');
     return;
   }
   if (matching.comms.length === 0) {
@@ -286,36 +415,44 @@ async function closeIdle() {
     return;
   }
   const servers = new Set(matching.comms.map(keyOf)).size;
-  if (!(await confirm(`Close ${plural(matching.comms.length, "comm")} ${idle}, on ${plural(servers, "server")}?`,
-    `Close ${plural(matching.comms.length, "comm")}`))) return;
+  if (
+    !(await confirm(
+      `Close ${plural(matching.comms.length, 'comm')} ${idle}, on ${plural(servers, 'server')}?`,
+      `Close ${plural(matching.comms.length, 'comm')}`
+    ))
+  )
+    return;
   try {
     const answer = await api.closeMatching(query);
-    notify(`Closed ${plural(answer.comms.length, "comm")} ${idle}.`);
+    notify(`Closed ${plural(answer.comms.length, 'comm')} ${idle}.`);
     reportUnreachable(answer.servers);
   } catch (error) {
-    failed(error, "close comms");
+    failed(error, 'close comms');
   }
   await refresh();
 }
 
-$("filters").addEventListener("submit", (event) => {
+$('filters').addEventListener('submit', event => {
   event.preventDefault();
   refresh();
 });
-$("refresh").addEventListener("click", () => refresh());
-$("close-selected").addEventListener("click", () =>
+$('refresh').addEventListener('click', () => refresh());
+$('close-selected').addEventListener('click', () =>
   guarded(() => {
     const comms = [...state.selected.values()];
     const servers = new Set(comms.map(keyOf)).size;
-    return confirmAndClose(comms, `Close ${plural(comms.length, "comm")} on ${plural(servers, "server")}?`);
-  }),
+    return confirmAndClose(
+      comms,
+      `Close ${plural(comms.length, 'comm')} on ${plural(servers, 'server')}?`
+    );
+  })
 );
-$("close-idle").addEventListener("submit", (event) => {
+$('close-idle').addEventListener('submit', event => {
   event.preventDefault();
   guarded(closeIdle);
 });
 
 refresh();
 setInterval(() => {
-  if (!state.busy && !$("confirm").open) refresh();
+  if (!state.busy && !$('confirm').open) refresh();
 }, POLL_MS);

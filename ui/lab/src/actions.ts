@@ -12,7 +12,11 @@ import { CommsModel, IKernelGroup, kernelLabel, plural } from './model';
 const CONSEQUENCE =
   'The kernel and every connected frontend are told the comm closed; a widget stops working and its view goes away.';
 
-async function confirm<T>(title: string, body: string | Dialog.IBodyWidget<T>, label: string) {
+async function confirm<T>(
+  title: string,
+  body: string | Dialog.IBodyWidget<T>,
+  label: string
+) {
   return showDialog<T>({
     title,
     body,
@@ -48,7 +52,11 @@ export async function closeSelected(model: CommsModel) {
   }
 }
 
-export async function closeTarget(model: CommsModel, group: IKernelGroup, target: string) {
+export async function closeTarget(
+  model: CommsModel,
+  group: IKernelGroup,
+  target: string
+) {
   const { button } = await confirm(
     `Close the ${target} comms of ${kernelLabel(group)}?`,
     `Every open ${target} comm of this kernel, also those not loaded in the panel. ${CONSEQUENCE}`,
@@ -64,7 +72,8 @@ class IdleBody extends Widget implements Dialog.IBodyWidget<number> {
   constructor() {
     super();
     const label = document.createElement('label');
-    label.textContent = 'Close every open comm of every kernel idle for at least (minutes) ';
+    label.textContent =
+      'Close every open comm of every kernel idle for at least (minutes) ';
     this._input.type = 'number';
     this._input.min = '0';
     this._input.step = 'any';
@@ -90,12 +99,19 @@ class IdleBody extends Widget implements Dialog.IBodyWidget<number> {
 }
 
 export async function closeIdle(model: CommsModel) {
-  const { button, value } = await confirm<number>('Close idle comms?', new IdleBody(), 'Close idle');
+  const { button, value } = await confirm<number>(
+    'Close idle comms?',
+    new IdleBody(),
+    'Close idle'
+  );
   if (!button.accept) {
     return;
   }
   if (value === null || !(value > 0)) {
-    model.notify('Nothing closed: give the idle time in minutes, more than 0.', true);
+    model.notify(
+      'Nothing closed: give the idle time in minutes, more than 0.',
+      true
+    );
     return;
   }
   await model.closeWhere({ min_idle: String(Math.round(value * 60)) });

@@ -67,7 +67,9 @@ export class CommsError extends Error {
 
 /** The HTTP client of the panel, the status bar item and the commands. */
 export class CommsAPI {
-  constructor(readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
+  constructor(
+    readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+  ) {}
 
   /** `GET /api/comms/summary`; a 404 means the server extension is not enabled. */
   async summary(): Promise<ISummary> {
@@ -80,24 +82,37 @@ export class CommsAPI {
    * a page never shows a comm twice or skips one that opened in between; the `Link: ...;
    * rel="next"` header only tells it that there are more.
    */
-  async page(kernelId: string, status: 'open' | 'orphaned', limit: number): Promise<IPage> {
+  async page(
+    kernelId: string,
+    status: 'open' | 'orphaned',
+    limit: number
+  ): Promise<IPage> {
     const response = await this.request('api/comms', {
       kernel_id: kernelId,
       status,
       limit: String(limit)
     });
     const link = response.headers.get('Link') ?? '';
-    return { comms: await response.json(), more: /;\s*rel="?next"?/.test(link) };
+    return {
+      comms: await response.json(),
+      more: /;\s*rel="?next"?/.test(link)
+    };
   }
 
   /** Force-close one comm (`DELETE /api/comms/{id}`). */
   async close(commId: string): Promise<void> {
-    await this.request(`api/comms/${encodeURIComponent(commId)}`, {}, { method: 'DELETE' });
+    await this.request(
+      `api/comms/${encodeURIComponent(commId)}`,
+      {},
+      { method: 'DELETE' }
+    );
   }
 
   /** Force-close every open comm matching the filters; the server refuses no filter at all. */
   async closeWhere(filters: Record<string, string>): Promise<IComm[]> {
-    return (await this.request('api/comms', filters, { method: 'DELETE' })).json();
+    return (
+      await this.request('api/comms', filters, { method: 'DELETE' })
+    ).json();
   }
 
   /** The server's sessions: which notebook or console each kernel belongs to. */
@@ -128,7 +143,8 @@ export class CommsAPI {
     init: RequestInit = {}
   ): Promise<Response> {
     const search = new URLSearchParams(query).toString();
-    const url = URLExt.join(this.settings.baseUrl, path) + (search ? `?${search}` : '');
+    const url =
+      URLExt.join(this.settings.baseUrl, path) + (search ? `?${search}` : '');
     let response: Response;
     try {
       // `no-cache` (revalidate every time) rather than JupyterLab's default `no-store`,
@@ -139,7 +155,10 @@ export class CommsAPI {
         this.settings
       );
     } catch (error) {
-      throw new CommsError(0, `The server could not be reached: ${String(error)}`);
+      throw new CommsError(
+        0,
+        `The server could not be reached: ${String(error)}`
+      );
     }
     if (!response.ok) {
       let message = response.statusText;

@@ -1,7 +1,12 @@
 /**
- * jupyter-comm-ext: the comms of this server inside JupyterLab (a sidebar panel, a status
- * bar item, two commands). It talks only to jupyter_comm_ext's REST routes and the server's
- * event stream, through the same ServerConnection settings as the rest of JupyterLab.
+ * jupyter-comm-ext: the comms of this server inside JupyterLab and Notebook 7 (a sidebar
+ * panel, a status bar item, two commands). It talks only to jupyter_comm_ext's REST routes
+ * and the server's event stream, through the same ServerConnection settings as the rest of
+ * JupyterLab.
+ *
+ * Every token is optional, as a host may lack what it stands for: Voilà has no status bar
+ * (package.json bundles a fallback copy of @jupyterlab/statusbar, whose token no host
+ * provides, so loading this module never needs the host to share that package).
  */
 import {
   ILabShell,
@@ -23,7 +28,8 @@ const COMMAND_CLOSE_IDLE = 'jupyter-comm-ext:close-idle';
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-comm-ext:plugin',
-  description: 'A Comms panel, a status bar item and commands for the comms of this server.',
+  description:
+    'A Comms panel, a status bar item and commands for the comms of this server.',
   autoStart: true,
   optional: [ILabShell, ILayoutRestorer, ICommandPalette, IStatusBar],
   activate: (
@@ -33,8 +39,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null,
     statusBar: IStatusBar | null
   ) => {
+    if (app.name === 'Voila') {
+      // A notebook shown as a dashboard: no sidebar for the panel (its shell would log a
+      // warning) and, standalone, no comms routes on its server.
+      return;
+    }
     const services = app.serviceManager;
-    const model = new CommsModel(new CommsAPI(services.serverSettings), services.events);
+    const model = new CommsModel(
+      new CommsAPI(services.serverSettings),
+      services.events
+    );
     const panel = new CommsPanel(model, path => {
       void app.commands.execute('docmanager:open', { path });
     });

@@ -14,7 +14,8 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { CommsAPI, CommsError, IComm, IKernelSummary, ISummary } from './api';
 
 /** The comm event schema of jupyter_comm_ext. */
-export const COMM_SCHEMA = 'https://events.jupyter.org/jupyter_comm_ext/comm/v1';
+export const COMM_SCHEMA =
+  'https://events.jupyter.org/jupyter_comm_ext/comm/v1';
 
 /**
  * How often counts are refreshed. Comm messages emit no event, so this is how stale a
@@ -220,7 +221,10 @@ export class CommsModel {
         this.canClose = await this.api.canClose();
         this._permissionsKnown = true;
       }
-      const [sessions, kernels] = await Promise.all([this.api.sessions(), this.api.kernels()]);
+      const [sessions, kernels] = await Promise.all([
+        this.api.sessions(),
+        this.api.kernels()
+      ]);
       const groups = new Map<string, IKernelGroup>();
       const group = (kernelId: string, kernelName: string): IKernelGroup => {
         let found = groups.get(kernelId);
@@ -257,7 +261,9 @@ export class CommsModel {
       if (this._showRows) {
         const dirty = new Set(this._dirty);
         await Promise.all(
-          [...groups.values()].map(g => this._loadRows(g, summary.by_kernel[g.kernelId]))
+          [...groups.values()].map(g =>
+            this._loadRows(g, summary.by_kernel[g.kernelId])
+          )
         );
         dirty.forEach(kernelId => this._dirty.delete(kernelId));
       }
@@ -288,8 +294,14 @@ export class CommsModel {
    * the kernel, or more rows were asked for. Otherwise the rows of the last fetch are
    * still right, so a poll of idle kernels costs the summary and nothing per kernel.
    */
-  private async _loadRows(group: IKernelGroup, counts: IKernelSummary | undefined) {
-    if (this.collapsed.has(group.kernelId) || group.open + group.orphaned === 0) {
+  private async _loadRows(
+    group: IKernelGroup,
+    counts: IKernelSummary | undefined
+  ) {
+    if (
+      this.collapsed.has(group.kernelId) ||
+      group.open + group.orphaned === 0
+    ) {
       this._rows.delete(group.kernelId);
       return;
     }
@@ -312,12 +324,18 @@ export class CommsModel {
     } else if (group.orphaned > 0) {
       group.more = true;
     }
-    this._rows.set(group.kernelId, { key, comms: group.comms, more: group.more });
+    this._rows.set(group.kernelId, {
+      key,
+      comms: group.comms,
+      more: group.more
+    });
   }
 
   /** A selected comm that closed (or scrolled out of the loaded pages) is not selected. */
   private _pruneSelection(): void {
-    const loaded = new Set(this.kernels.flatMap(g => g.comms.map(c => c.comm_id)));
+    const loaded = new Set(
+      this.kernels.flatMap(g => g.comms.map(c => c.comm_id))
+    );
     for (const commId of [...this.selected]) {
       if (!loaded.has(commId)) {
         this.selected.delete(commId);
@@ -329,7 +347,10 @@ export class CommsModel {
   private _showRows = false;
   private _limits = new Map<string, number>();
   /** Each kernel's last fetched rows, and the summary counters they were fetched at. */
-  private _rows = new Map<string, { key: string; comms: IComm[]; more: boolean }>();
+  private _rows = new Map<
+    string,
+    { key: string; comms: IComm[]; more: boolean }
+  >();
   /** Kernels an event named since their rows were last fetched. */
   private _dirty = new Set<string>();
   private _timer = 0;
@@ -340,7 +361,10 @@ export class CommsModel {
 
 /** A kernel's label: its first notebook's path, or its id for kernels of no session. */
 export function kernelLabel(group: IKernelGroup): string {
-  return group.sessions[0]?.path ?? `Kernel ${group.kernelName} ${group.kernelId.slice(0, 8)}`;
+  return (
+    group.sessions[0]?.path ??
+    `Kernel ${group.kernelName} ${group.kernelId.slice(0, 8)}`
+  );
 }
 
 /** Kernels of notebooks and consoles first, by path; then the ones of no session. */
@@ -351,6 +375,33 @@ function byLabel(a: IKernelGroup, b: IKernelGroup): number {
 
 export function plural(n: number, word: string): string {
   return `${n.toLocaleString()} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/**
+ * "3 s", "4 min", "2 h 5 min", "3 d 4 h": the two largest units, the second left out when
+ * it is 0; the admin and Hub pages (ui/format.js) write durations the same way. A
+ * non-breaking space keeps each number with its unit.
+ */
+export function duration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const parts: [number, string][] =
+    s < 60
+      ? [[s, 's']]
+      : s < 3600
+        ? [[Math.floor(s / 60), 'min']]
+        : s < 86400
+          ? [
+              [Math.floor(s / 3600), 'h'],
+              [Math.floor((s % 3600) / 60), 'min']
+            ]
+          : [
+              [Math.floor(s / 86400), 'd'],
+              [Math.floor((s % 86400) / 3600), 'h']
+            ];
+  return parts
+    .filter(([n], i) => i === 0 || n > 0)
+    .map(([n, unit]) => `${n}\u00a0${unit}`)
+    .join(' ');
 }
 
 export function messageOf(error: unknown): string {

@@ -21,7 +21,14 @@ import * as React from 'react';
 
 import { closeIdle, closeOne, closeSelected, closeTarget } from './actions';
 import { IComm, IEachWay } from './api';
-import { CommsModel, IKernelGroup, kernelLabel, PAGE_SIZE, plural } from './model';
+import {
+  CommsModel,
+  duration,
+  IKernelGroup,
+  kernelLabel,
+  PAGE_SIZE,
+  plural
+} from './model';
 
 export const commsIcon = new LabIcon({
   name: 'jupyter-comm-ext:comms',
@@ -71,8 +78,9 @@ function CommsView({ model, openPath }: IViewProps): JSX.Element {
       <div className="jp-CommsPanel-empty" role="status">
         <p>The comms server extension is not enabled on this server.</p>
         <p>
-          Install <code>jupyter_comm_ext</code> where the server runs, or enable it with{' '}
-          <code>jupyter server extension enable jupyter_comm_ext</code>, then restart the server.
+          Install <code>jupyter_comm_ext</code> where the server runs, or enable
+          it with <code>jupyter server extension enable jupyter_comm_ext</code>,
+          then restart the server.
         </p>
       </div>
     );
@@ -111,7 +119,8 @@ function CommsView({ model, openPath }: IViewProps): JSX.Element {
       {summary && (
         <p className="jp-CommsPanel-summary">
           {plural(summary.open, 'open comm')}
-          {summary.orphaned > 0 && `, ${summary.orphaned.toLocaleString()} orphaned`}
+          {summary.orphaned > 0 &&
+            `, ${summary.orphaned.toLocaleString()} orphaned`}
           {` · ${summary.closed.toLocaleString()} in closed history`}
         </p>
       )}
@@ -136,13 +145,20 @@ function CommsView({ model, openPath }: IViewProps): JSX.Element {
           Could not refresh: {model.error}
         </div>
       )}
-      {model.state === 'loading' && <p className="jp-CommsPanel-empty">Loading comms…</p>}
+      {model.state === 'loading' && (
+        <p className="jp-CommsPanel-empty">Loading comms…</p>
+      )}
       {model.state === 'ready' && !model.kernels.length && (
         <p className="jp-CommsPanel-empty">No kernels are running.</p>
       )}
       <div className="jp-CommsPanel-kernels">
         {model.kernels.map(group => (
-          <KernelGroup key={group.kernelId} group={group} model={model} openPath={openPath} />
+          <KernelGroup
+            key={group.kernelId}
+            group={group}
+            model={model}
+            openPath={openPath}
+          />
         ))}
       </div>
     </>
@@ -181,9 +197,15 @@ function KernelGroup({
                 onClick={() => openPath(session.path)}
               >
                 {session.type === 'console' ? (
-                  <consoleIcon.react tag="span" className="jp-CommsPanel-sessionIcon" />
+                  <consoleIcon.react
+                    tag="span"
+                    className="jp-CommsPanel-sessionIcon"
+                  />
                 ) : (
-                  <notebookIcon.react tag="span" className="jp-CommsPanel-sessionIcon" />
+                  <notebookIcon.react
+                    tag="span"
+                    className="jp-CommsPanel-sessionIcon"
+                  />
                 )}
                 <span className="jp-CommsPanel-path">{session.path}</span>
               </button>
@@ -194,15 +216,23 @@ function KernelGroup({
         </div>
         <span className="jp-CommsPanel-count">
           {group.open.toLocaleString()}
-          {group.orphaned > 0 && ` + ${group.orphaned.toLocaleString()} orphaned`}
+          {group.orphaned > 0 &&
+            ` + ${group.orphaned.toLocaleString()} orphaned`}
         </span>
       </div>
-      <div className="jp-CommsPanel-kernelInfo" title={`Kernel ${group.kernelId}`}>
+      <div
+        className="jp-CommsPanel-kernelInfo"
+        title={`Kernel ${group.kernelId}`}
+      >
         {group.kernelName || 'kernel'} {group.kernelId.slice(0, 8)}
         {!group.sessions.length && ' · no notebook or console'}
       </div>
-      {expanded && live === 0 && <p className="jp-CommsPanel-none">No open comms.</p>}
-      {expanded && model.canClose && <TargetButtons group={group} model={model} />}
+      {expanded && live === 0 && (
+        <p className="jp-CommsPanel-none">No open comms.</p>
+      )}
+      {expanded && model.canClose && (
+        <TargetButtons group={group} model={model} />
+      )}
       {expanded && group.comms.length > 0 && (
         <ul className="jp-CommsPanel-comms">
           {group.comms.map(comm => (
@@ -225,7 +255,8 @@ function KernelGroup({
           onClick={() => model.showMore(group.kernelId)}
         >
           Show {PAGE_SIZE} more (
-          {`${group.comms.length.toLocaleString()} of ${live.toLocaleString()} shown`})
+          {`${group.comms.length.toLocaleString()} of ${live.toLocaleString()} shown`}
+          )
         </button>
       )}
     </section>
@@ -233,7 +264,13 @@ function KernelGroup({
 }
 
 /** One close button per target among the loaded rows: "close this notebook's widgets". */
-function TargetButtons({ group, model }: { group: IKernelGroup; model: CommsModel }) {
+function TargetButtons({
+  group,
+  model
+}: {
+  group: IKernelGroup;
+  model: CommsModel;
+}) {
   const counts = new Map<string, number>();
   for (const comm of group.comms) {
     if (comm.target_name !== null && comm.status === 'open') {
@@ -254,8 +291,8 @@ function TargetButtons({ group, model }: { group: IKernelGroup; model: CommsMode
           title={`Close the ${target} comms of ${label}`}
           onClick={() => void closeTarget(model, group, target)}
         >
-          Close {target} ({n.toLocaleString()}
-          {group.more ? '+' : ''})
+          <span className="jp-CommsPanel-targetLabel">Close {target}</span>
+          {`\u00a0(${n.toLocaleString()}${group.more ? '+' : ''})`}
         </button>
       ))}
     </div>
@@ -298,8 +335,15 @@ const CommRow = React.memo(function CommRow(props: IRowProps): JSX.Element {
       )}
       <div className="jp-CommsPanel-commText">
         <div className="jp-CommsPanel-commLine">
-          <span className="jp-CommsPanel-targetName">{comm.target_name ?? '(no target)'}</span>
-          {comm.status !== 'open' && <span className="jp-CommsPanel-status">{comm.status}</span>}
+          <span
+            className="jp-CommsPanel-targetName"
+            title={comm.target_name ?? undefined}
+          >
+            {comm.target_name ?? '(no target)'}
+          </span>
+          {comm.status !== 'open' && (
+            <span className="jp-CommsPanel-status">{comm.status}</span>
+          )}
           <code className="jp-CommsPanel-id">{id.slice(0, 8)}</code>
         </div>
         <div
@@ -351,26 +395,18 @@ function sameRow(a: IRowProps, b: IRowProps): boolean {
   );
 }
 
-function traffic(arrow: string, messages: IEachWay, bytes: IEachWay, way: keyof IEachWay) {
+function traffic(
+  arrow: string,
+  messages: IEachWay,
+  bytes: IEachWay,
+  way: keyof IEachWay
+) {
   return `${arrow} ${plural(messages[way], 'msg')}, ${size(bytes[way])}`;
 }
 
-/**
- * "< 1 min", "3 min", "2 h", "4 d" since an ISO timestamp. Minutes, not seconds: idle
- * times matter at the scale of culling (minutes), and a text that changes on every poll
- * would re-render every row on every poll.
- */
+/** How long since an ISO timestamp, in the pages' one format: "3 s", "4 min", "2 h 5 min". */
 function since(iso: string, now: number): string {
-  const minutes = Math.max(0, (now - Date.parse(iso)) / 60_000);
-  const [n, unit] =
-    minutes < 1
-      ? ['<\u00a01', 'min']
-      : minutes < 60
-        ? [Math.floor(minutes), 'min']
-        : minutes < 24 * 60
-          ? [Math.floor(minutes / 60), 'h']
-          : [Math.floor(minutes / 60 / 24), 'd'];
-  return `${n}\u00a0${unit}`; // no line break inside "< 1 min"
+  return duration(now - Date.parse(iso));
 }
 
 function size(bytes: number): string {

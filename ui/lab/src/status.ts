@@ -24,7 +24,8 @@ export class CommsStatus extends Widget {
     this.addClass('jp-CommsStatus');
     this.node.tabIndex = 0;
     this.node.setAttribute('role', 'button');
-    this.node.title = "Open comms of this kernel: click to show the Comms panel";
+    this.node.title =
+      'Open comms of this kernel: click to show the Comms panel';
     this.node.addEventListener('click', showPanel);
     this.node.addEventListener('keydown', event => {
       if (event.key === 'Enter' || event.key === ' ') {
@@ -56,7 +57,8 @@ export class CommsStatus extends Widget {
   /** Watch the session of the widget that became current (its kernel can change). */
   private _follow(): void {
     this._session?.kernelChanged.disconnect(this._update, this);
-    const widget = this._shell.currentWidget as (Widget & { sessionContext?: unknown }) | null;
+    const widget = this._shell.currentWidget as
+      (Widget & { sessionContext?: unknown }) | null;
     const session = widget?.sessionContext as ISessionContext | undefined;
     this._session = session?.kernelChanged ? session : null;
     this._session?.kernelChanged.connect(this._update, this);
@@ -65,10 +67,11 @@ export class CommsStatus extends Widget {
 
   private _update(): void {
     const kernelId = this._session?.session?.kernel?.id;
-    const count = kernelId ? this._model.openCount(kernelId) ?? 0 : null;
+    const count = kernelId ? (this._model.openCount(kernelId) ?? 0) : null;
     const wasActive = this.active;
     this._count = this._model.state === 'ready' ? count : null;
-    this.node.textContent = this._count === null ? '' : plural(this._count, 'comm');
+    this.node.textContent =
+      this._count === null ? '' : plural(this._count, 'comm');
     if (wasActive !== this.active) {
       this._activeChanged.emit();
     }
