@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from .kernel_driver import KernelDriver
 
 
-def slider_open(out: list[dict]) -> dict:
+def slider_open(out: list[dict[str, Any]]) -> dict[str, Any]:
     """The IntSlider's comm_open (its Layout and Style widgets open their own comms)."""
     [opened] = [
         m
@@ -20,7 +24,6 @@ SETUP = """
 import gc, weakref
 import ipywidgets
 from ipywidgets.widgets.widget import Widget, _instances
-from jupyter_comm_ext.kernel.installer import release_widget
 """
 
 
@@ -76,14 +79,33 @@ def test_force_closed_widget_is_released(kernel: KernelDriver) -> None:
     assert kernel.evaluate("Widget._control_comm is None")
 
 
-def test_without_release_hook_widget_leaks(kernel: KernelDriver) -> None:
-    """What the hook fixes: ipywidgets alone keeps a force-closed widget forever."""
-    kernel.execute(SETUP + "mgr.on_external_close(release_widget, remove=True)")
-    try:
-        code = "w = ipywidgets.IntSlider(); ref = weakref.ref(w); wid = w.model_id; del w"
-        model_id = slider_open(kernel.execute(code))["content"]["comm_id"]
-        kernel.request("comm_close", {"comm_id": model_id, "data": {}})
-        kernel.execute("gc.collect()")
-        assert kernel.evaluate("[wid in _instances, ref() is None]") == [True, False]
-    finally:
-        kernel.execute("mgr.on_external_close(release_widget)")
+@pytest.mark.parametrize("closed_by", ["kernel", "outside"])
+def test_finishing_left_behind_models_returns_widgets_to_baseline(
+    kernel: KernelDriver, closed_by: str
+) -> None:
+    """A slider closed by `close()` or from outside, then its Layout and style finished."""
+    kernel.execute(SETUP)
+    code = (
+        "baseline = len(_instances)\n"
+        "s = ipywidgets.IntSlider(); sid = s.model_id\n"
+        "left = [s.layout.model_id, s.style.model_id]\n"
+        "refs = [weakref.ref(s), weakref.ref(s.layout), weakref.ref(s.style)]\n"
+    )
+    kernel.execute(code)
+    if closed_by == "kernel":
+        kernel.execute("s.close()")
+    else:
+        kernel.request("comm_close", {"comm_id": kernel.evaluate("sid"), "data": {}})
+    kernel.execute("del s")
+    # finishing: an admin force-closes what the slider left behind
+    for comm_id in kernel.evaluate("left"):
+        kernel.request("comm_close", {"comm_id": comm_id, "data": {}})
+    kernel.execute("gc.collect()")
+    checks = {
+        "Widget.widgets at baseline": "len(_instances) == baseline",
+        "widgets freed": "all(ref() is None for ref in refs)",
+        "comms released": "not {sid, *left} & set(mgr.comms)",
+    }
+    assert {name: kernel.evaluate(expr) for name, expr in checks.items()} == dict.fromkeys(
+        checks, True
+    )
