@@ -109,6 +109,10 @@ class _CommCollector:
         refused = CounterMetricFamily(
             f"{PREFIX}_refused_frames", "Malformed client frames the guard dropped"
         )
+        skimmed = CounterMetricFamily(
+            f"{PREFIX}_skimmed_contents",
+            "Comm messages whose big content was read only at its ends (data not parsed)",
+        )
         by_target: Counter[str] = Counter()
         totals = {"messages": Counter(), "bytes": Counter()}
         closes: Counter[str] = Counter(dict.fromkeys(CLOSE_REASONS, 0))
@@ -130,7 +134,9 @@ class _CommCollector:
         for reason, n in sorted(closes.items()):
             closed.add_metric([reason], n)
         refused.add_metric([], n_refused)
+        skimmed.add_metric([], sum(s.mirror.registry.skimmed_contents for s in self.sources))
         yield from (open_comms, orphaned, messages, nbytes, closed, refused)
+        yield skimmed
 
 
 _COLLECTOR = _CommCollector()

@@ -261,6 +261,8 @@ class CommRegistry:
         self._forgotten = _Tally()
         #: how many comms closed, by reason, since the server started
         self.closes: dict[str, int] = dict.fromkeys(CLOSE_REASONS, 0)
+        #: messages whose big content was only skimmed (`protocol.skim`), since the start
+        self.skimmed_contents = 0
         #: the references between widget models, and which are left behind
         self.widgets = WidgetGraph()
 
@@ -389,6 +391,8 @@ class CommRegistry:
         - a widget's `comm_open` and its state updates keep the widget graph current.
         """
         now = time.time() if now is None else now
+        if comm.skimmed:
+            self.skimmed_contents += 1
         comms = self._live.get(kernel_id, _EMPTY)
         record = comms.get(comm.comm_id)
         actions: tuple[str, ...] = ()
