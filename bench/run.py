@@ -1,6 +1,6 @@
 """All of issue 7's benchmarks in one command: a table on stdout, JSON on disk.
 
-    python bench/run.py                   # ~12 minutes on 2 cores
+    python bench/run.py                   # ~17 minutes on 2 cores
     python bench/run.py --smoke           # tiny N, under a minute: keeps the code from rotting
     python bench/run.py --code HEAD       # the extension as committed (git archive of HEAD)
 
@@ -50,6 +50,8 @@ FULL = {
     "memory_sizes": [10_000, 100_000],
     "replay": {"n": 5000, "repeat": 5, "rounds": 3},
     "dispatch_args": ["--n", "20000", "--rounds", "5"],
+    # big comm messages (bench/big_payloads.py): every case, v1, slices per case
+    "big_payloads": {"smoke": False, "slices": 5},
 }
 SMOKE = {
     "slices": {"comm": 2, "stream": 2, "roundtrip": 2},
@@ -62,6 +64,7 @@ SMOKE = {
     "memory_sizes": [1000],
     "replay": {"n": 200, "repeat": 1, "rounds": 1},
     "dispatch_args": ["--smoke"],
+    "big_payloads": {"smoke": True, "slices": 2},
 }
 
 
@@ -509,8 +512,11 @@ def print_rest(report: dict) -> None:
 
 
 def print_table(report: dict) -> None:
+    from bench import big_payloads  # it imports this module's slicing
+
     print_relay(report)
     print_rest(report)
+    big_payloads.print_table(report["big_payloads"])
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
@@ -546,6 +552,14 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     report["tap_fractions"] = tap_fractions(report["tap_replay"], report["relay"]["summary"])
     log("api at scale")
     report["api"] = await api_scale.run(code=code, **cfg["api"])
+    log("big comm messages")
+    from bench import big_payloads  # it imports this module's slicing
+
+    big = cfg["big_payloads"]
+    cases = big_payloads.SMOKE_CASES if big["smoke"] else big_payloads.CASES
+    report["big_payloads"] = await big_payloads.run_all(
+        ["v1"], cases, big["slices"], [], log, code=code
+    )
     report["elapsed_s"] = time.monotonic() - t0
     return report
 
