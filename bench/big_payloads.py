@@ -2,7 +2,7 @@
 
     python bench/big_payloads.py                       # v1, every case, ~5 minutes
     python bench/big_payloads.py --slices 3 --case k2f-json-20MB
-    python bench/big_payloads.py --variant before=@f16cfbf --protocol legacy
+    python bench/big_payloads.py --code HEAD --variant before=@f16cfbf --protocol legacy
 
 Data-heavy widgets (figures, data grids, maps) send megabytes of JSON state or binary
 buffers per message.  Each case sends a batch of such comm messages, kernel to frontend
@@ -279,6 +279,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--smoke", action="store_true", help="1 MB x 3, 2 slices")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=[@ref] ARGS")
     parser.add_argument("--json", type=Path, help="write the raw results here")
+    parser.add_argument(
+        "--code", help="import the extension from this directory, or a git ref to archive"
+    )
     args = parser.parse_args(argv)
     protocols = list(PROTOCOLS) if args.protocol == "both" else [args.protocol]
     every = {**CASES, **SMOKE_CASES}
@@ -290,7 +293,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"[{time.monotonic() - t0:6.0f}s] {msg}", file=sys.stderr, flush=True)
 
     try:
-        report = asyncio.run(run_all(protocols, cases, slices, args.variant, log))
+        code = snapshot(args.code) if args.code and not Path(args.code).is_dir() else args.code
+        report = asyncio.run(run_all(protocols, cases, slices, args.variant, log, code))
     finally:
         for tmp in _snapshots:
             shutil.rmtree(tmp, ignore_errors=True)
