@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Instance, Int, List, Unicode, validate
@@ -32,15 +33,16 @@ class CommCuller(LoggingConfigurable):
     )
 
     @validate("cull_interval")
-    def _valid_interval(self, proposal: dict) -> int:
-        if proposal["value"] <= 0:
+    def _valid_interval(self, proposal: dict[str, Any]) -> int:
+        value: int = proposal["value"]
+        if value <= 0:
             self.log.warning(
                 "Invalid value for 'cull_interval' detected (%s) - using default value (%s).",
-                proposal["value"],
+                value,
                 self.cull_interval_default,
             )
             return self.cull_interval_default
-        return proposal["value"]
+        return value
 
     cull_connected = Bool(
         False,
@@ -70,21 +72,34 @@ class CommCuller(LoggingConfigurable):
         closed by a frontend which comms they still hold.""",
     )
 
+    cull_left_behind_after = Int(
+        600,
+        config=True,
+        help="""Finish widget models left behind (open models that the last open widget
+        referencing them let go of: a closed slider's layout and style, a closed box's
+        children) once they have been left behind, with no message, for this many seconds.
+        The delay is there because a model may be used again soon after its parent closed
+        (a child put into a new box), which takes it out of the left-behind set. 0 turns
+        this off.""",
+    )
+
     mirror = Instance(CommMirror)
 
     _callback: PeriodicCallback | None = None
 
     @property
     def enabled(self) -> bool:
-        return self.cull_idle_timeout > 0 or self.cull_orphaned
+        return self.cull_idle_timeout > 0 or self.cull_orphaned or self.cull_left_behind_after > 0
 
     def start(self) -> None:
         if not self.enabled or self._callback is not None:
             return
         self.log.info(
-            "Culling comms idle for %ss (0: never) and orphaned comms (%s), every %ss",
+            "Culling comms idle for %ss (0: never), orphaned comms (%s) and widget models "
+            "left behind for %ss (0: never), every %ss",
             self.cull_idle_timeout,
             self.cull_orphaned,
+            self.cull_left_behind_after,
             self.cull_interval,
         )
         self._callback = PeriodicCallback(self.cull, 1000 * self.cull_interval)
@@ -132,6 +147,8 @@ class CommCuller(LoggingConfigurable):
     def should_cull(self, record: CommRecord, now: float) -> bool:
         if record.status == "orphaned":
             return self.cull_orphaned
+        if self.left_behind_long_enough(record, now):
+            return True
         if self.cull_idle_timeout <= 0 or record.idle_seconds(now) < self.cull_idle_timeout:
             return False
         if record.target_name in self.cull_exclude_targets:
@@ -139,3 +156,10 @@ class CommCuller(LoggingConfigurable):
         if self.cull_targets and record.target_name not in self.cull_targets:
             return False
         return self.cull_connected or not self.mirror.connections.get(record.kernel_id)
+
+    def left_behind_long_enough(self, record: CommRecord, now: float) -> bool:
+        """Left behind, and neither a message nor a new referrer for `cull_left_behind_after`."""
+        after = self.cull_left_behind_after
+        if after <= 0 or not record.left_behind or record.widget is None:
+            return False
+        return now - max(record.last_activity, record.widget.left_behind_at) >= after

@@ -95,6 +95,10 @@ class _CommCollector:
             f"{PREFIX}_orphaned_comms",
             "Comms every frontend closed that the kernel still holds",
         )
+        left_behind = GaugeMetricFamily(
+            f"{PREFIX}_left_behind_comms",
+            "Open widget models the last open widget that referenced them let go of",
+        )
         messages = CounterMetricFamily(
             f"{PREFIX}_comm_messages", "Comm messages counted, by direction", labels=["direction"]
         )
@@ -114,20 +118,23 @@ class _CommCollector:
             "Comm messages whose big content was read only at its ends (data not parsed)",
         )
         by_target: Counter[str] = Counter()
-        totals = {"messages": Counter(), "bytes": Counter()}
+        totals: dict[str, Counter[str]] = {"messages": Counter(), "bytes": Counter()}
         closes: Counter[str] = Counter(dict.fromkeys(CLOSE_REASONS, 0))
-        n_orphaned = n_refused = 0
+        n_orphaned = n_left_behind = n_refused = 0
         for source in self.sources:
             registry = source.mirror.registry
             by_target.update(source.open_by_target())
             for kind, per_direction in registry.totals().items():
                 totals[kind].update(per_direction)
             closes.update(registry.closes)
-            n_orphaned += sum(1 for r in registry.live_records() if r.status == "orphaned")
+            for record in registry.live_records():
+                n_orphaned += record.status == "orphaned"
+                n_left_behind += record.left_behind
             n_refused += source.tap.refused_frames
         for target, n in sorted(by_target.items()):
             open_comms.add_metric([target], n)
         orphaned.add_metric([], n_orphaned)
+        left_behind.add_metric([], n_left_behind)
         for direction in (TO_KERNEL, FROM_KERNEL):
             messages.add_metric([direction], totals["messages"][direction])
             nbytes.add_metric([direction], totals["bytes"][direction])
@@ -135,9 +142,9 @@ class _CommCollector:
             closed.add_metric([reason], n)
         refused.add_metric([], n_refused)
         skimmed.add_metric([], sum(s.mirror.registry.skimmed_contents for s in self.sources))
-        yield from (open_comms, orphaned, messages, nbytes, closed, refused)
+        yield from (open_comms, orphaned, left_behind, messages, nbytes, closed, refused)
         yield skimmed
 
 
 _COLLECTOR = _CommCollector()
-REGISTRY.register(_COLLECTOR)  # type: ignore[arg-type]
+REGISTRY.register(_COLLECTOR)

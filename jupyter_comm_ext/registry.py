@@ -505,12 +505,13 @@ class CommRegistry:
 
         The widget models only it referenced are left behind.
         """
+        now = time.time() if now is None else now
         comms = self._live.get(record.kernel_id, _EMPTY)
         comms.pop(record.comm_id, None)
         if record.widget is not None:
-            self.widgets.closed(comms, record)
+            self.widgets.closed(comms, record, now)
         record.status = "closed"
-        record.closed_at = time.time() if now is None else now
+        record.closed_at = now
         record.close_reason = reason
         record.closed_by = closed_by
         record.closed_by_name = closed_by_name

@@ -74,6 +74,7 @@ class WidgetInfo:
 
     __slots__ = (
         "left_behind",
+        "left_behind_at",
         "model_module",
         "model_module_version",
         "model_name",
@@ -91,8 +92,9 @@ class WidgetInfo:
         self.refs: tuple[str, ...] = ()
         #: ids of the open widgets that reference this model
         self.referrers: list[str] = []
-        #: the last open widget that referenced this model closed
+        #: the last open widget that referenced this model closed, and when
         self.left_behind = False
+        self.left_behind_at = 0.0
 
     def targets(self) -> set[str]:
         """The ids this model references."""
@@ -194,7 +196,7 @@ class WidgetGraph:
         if dangling:
             info.referrers = dangling.pop(record.comm_id, [])
         record.widget = info
-        self._set_refs(comms, record, info, refs, closing=False)
+        self._set_refs(comms, record, info, refs)
 
     def updated(
         self,
@@ -214,17 +216,17 @@ class WidgetGraph:
         kept = [(refs[i], refs[i + 1]) for i in range(0, len(refs), 2) if refs[i] not in by_key]
         for found in by_key.values():
             kept.extend(found)
-        self._set_refs(comms, record, info, kept, closing=False)
+        self._set_refs(comms, record, info, kept)
 
-    def closed(self, comms: Mapping[str, CommRecord], record: CommRecord) -> None:
-        """A comm left the live set: the models only it referenced are left behind."""
+    def closed(self, comms: Mapping[str, CommRecord], record: CommRecord, now: float) -> None:
+        """A comm left the live set (at `now`): the models only it referenced are left behind."""
         info = record.widget
         if info is None:
             return
         if info.left_behind:
             info.left_behind = False
             record.changed()
-        self._set_refs(comms, record, info, [], closing=True, keep=True)
+        self._set_refs(comms, record, info, [], closing=now, keep=True)
 
     def forget_kernel(self, kernel_id: str) -> None:
         self._dangling.pop(kernel_id, None)
@@ -262,14 +264,14 @@ class WidgetGraph:
         info: WidgetInfo,
         refs: list[tuple[str, str]],
         *,
-        closing: bool,
+        closing: float | None = None,
         keep: bool = False,
     ) -> None:
         """Make `refs` the references of `record`, linking and unlinking their targets.
 
-        `closing`: the referrer left the live set, so a target it was the last open referrer
-        of is left behind.  `keep`: keep `info.refs` as they were (a closed record shows
-        what it referenced).
+        `closing`: when the referrer left the live set, so a target it was the last open
+        referrer of is left behind (from then on).  `keep`: keep `info.refs` as they were (a
+        closed record shows what it referenced).
         """
         old = set(info.refs[1::2])
         new = {comm_id for _, comm_id in refs}
@@ -305,7 +307,7 @@ class WidgetGraph:
         kernel_id: str,
         referrer: str,
         target_id: str,
-        closing: bool,
+        closing: float | None,
     ) -> None:
         target = comms.get(target_id)
         if target is None or target.widget is None:
@@ -318,8 +320,9 @@ class WidgetGraph:
         referrers = target.widget.referrers
         if referrer in referrers:
             referrers.remove(referrer)
-        if closing and not referrers and target.status == "open":
+        if closing is not None and not referrers and target.status == "open":
             target.widget.left_behind = True
+            target.widget.left_behind_at = closing
         target.changed()
 
 

@@ -51,9 +51,10 @@ def update(
     registry.observe(K, CommMessage("comm_msg", comm_id, 50, content=raw), direction, "ws")
 
 
-def close(registry: CommRegistry, comm_id: str) -> None:
+def close(registry: CommRegistry, comm_id: str, now: float | None = None) -> None:
     raw = content(comm_id, {})
-    registry.observe(K, CommMessage("comm_close", comm_id, 50, content=raw), FROM_KERNEL)
+    message = CommMessage("comm_close", comm_id, 50, content=raw)
+    registry.observe(K, message, FROM_KERNEL, now=now)
 
 
 def slider(registry: CommRegistry, name: str, layout: str | None = None) -> None:
@@ -108,6 +109,7 @@ def test_state_values_are_not_kept():
         "refs",
         "referrers",
         "left_behind",
+        "left_behind_at",
     }
 
 
@@ -124,9 +126,10 @@ def test_closing_a_slider_leaves_its_layout_and_style_behind():
     registry = CommRegistry()
     for name in ("a", "b", "c"):
         slider(registry, name)
-    close(registry, "a")
+    close(registry, "a", now=10.0)
     close(registry, "b")
     assert left_behind(registry) == {"a-layout", "a-style", "b-layout", "b-style"}
+    assert registry.get("a-layout").widget.left_behind_at == 10.0
     assert widget(registry, "a-layout")["left_behind"] is True  # the cached JSON moved too
     assert registry.get("a-layout").to_model()["status"] == "open"
     summary = registry.summary()

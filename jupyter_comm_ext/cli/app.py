@@ -24,7 +24,7 @@ from jupyter_core.application import JupyterApp, base_aliases, base_flags
 from traitlets import Bool, Dict, Float, Integer, Unicode, default
 
 from .. import __version__
-from ..query import ORIGINS, STATUSES
+from ..query import NARROW_STATUSES, ORIGINS, STATUSES
 from ..registry import parse_isoformat
 from .client import EXIT_MEANINGS, CommsClient, CommsError, Exit, Response, find_server
 
@@ -344,16 +344,31 @@ class FilterCommand(CommsCommand):
                     printable(m["comm_id"]),
                     kernel_label(m["kernel_id"], labels),
                     printable(m.get("target_name"), 40),
+                    printable(model_name(m), 32),
                     printable(m.get("origin")),
-                    printable(m.get("status")),
+                    printable(status(m)),
                     duration(None if opened is None else now - opened),
                     duration(None if active is None else now - active),
                     str(m["messages"]["to_kernel"]),
                     str(m["messages"]["from_kernel"]),
                 ]
             )
-        headers = ["COMM", "KERNEL", "TARGET", "ORIGIN", "STATUS", "AGE", "IDLE"]
-        print(table([*headers, "TO KERNEL", "FROM KERNEL"], rows, numeric={5, 6, 7, 8}))
+        headers = ["COMM", "KERNEL", "TARGET", "MODEL", "ORIGIN", "STATUS", "AGE", "IDLE"]
+        print(table([*headers, "TO KERNEL", "FROM KERNEL"], rows, numeric={6, 7, 8, 9}))
+
+
+def model_name(model: dict[str, Any]) -> str | None:
+    """The widget model a comm is (`IntSliderModel`), or None for other comms."""
+    widget = model.get("widget")
+    return widget.get("model_name") if isinstance(widget, dict) else None
+
+
+def status(model: dict[str, Any]) -> str | None:
+    """A comm's status, `left_behind` for an open widget model nothing open refers to."""
+    widget = model.get("widget")
+    if model.get("status") == "open" and isinstance(widget, dict) and widget.get("left_behind"):
+        return "left_behind"
+    return model.get("status")
 
 
 class ListCommand(FilterCommand):
@@ -361,11 +376,13 @@ class ListCommand(FilterCommand):
 
     name = "jupyter-comms-list"
     description = """List the comms of the server's kernels: one line each, with its
-    notebook (or kernel), target, who opened it, its age, how long it has been idle and its
-    messages each way. Filters narrow it down; --json prints the API's comm models."""
+    notebook (or kernel), target, widget model, who opened it, its age, how long it has been
+    idle and its messages each way. Filters narrow it down; --json prints the API's comm
+    models."""
     examples = """
     jupyter comms list
     jupyter comms list --target=jupyter.widget --min-idle=1h
+    jupyter comms list --status=left_behind
     jupyter comms list --kernel=analysis.ipynb --status=all --json
     """
     flags: ClassVar[dict[str, Any]] = {**_common_flags, **_refresh_flag}
@@ -378,8 +395,8 @@ class SummaryCommand(CommsCommand):
     """Count the server's comms per kernel and per target."""
 
     name = "jupyter-comms-summary"
-    description = """Count the server's open and orphaned comms, and their messages,
-    per kernel and per target; --json prints the API's summary."""
+    description = """Count the server's open, orphaned and left-behind comms, and their
+    messages, per kernel and per target; --json prints the API's summary."""
     flags: ClassVar[dict[str, Any]] = {**_common_flags, **_refresh_flag}
 
     def run(self) -> None:
@@ -391,6 +408,7 @@ class SummaryCommand(CommsCommand):
         origins = ", ".join(f"{k} {v}" for k, v in summary["by_origin"].items())
         print(
             f"{summary['open']} open, {summary['orphaned']} orphaned, "
+            f"{summary.get('left_behind', 0)} left behind, "
             f"{summary['closed']} closed (in the server's history)\n"
             f"messages: {messages['to_kernel']} to kernels ({size(sizes['to_kernel'])}), "
             f"{messages['from_kernel']} from kernels ({size(sizes['from_kernel'])})\n"
@@ -402,20 +420,22 @@ class SummaryCommand(CommsCommand):
                 kernel_label(kid, labels),
                 str(k["open"]),
                 str(k["orphaned"]),
+                str(k.get("left_behind", 0)),
                 str(k["messages"]["to_kernel"]),
                 str(k["messages"]["from_kernel"]),
             ]
             for kid, k in sorted(summary["by_kernel"].items(), key=lambda i: -i[1]["open"])
         ]
         if kernels:
-            headers = ["KERNEL", "OPEN", "ORPHANED", "TO KERNEL", "FROM KERNEL"]
-            print("\n" + table(headers, kernels, numeric={1, 2, 3, 4}))
+            headers = ["KERNEL", "OPEN", "ORPHANED", "LEFT BEHIND", "TO KERNEL", "FROM KERNEL"]
+            print("\n" + table(headers, kernels, numeric={1, 2, 3, 4, 5}))
         targets = [
-            [printable(name, 40), str(t["open"]), str(t["orphaned"])]
+            [printable(name, 40), str(t["open"]), str(t["orphaned"]), str(t.get("left_behind", 0))]
             for name, t in sorted(summary["by_target"].items(), key=lambda i: -i[1]["open"])
         ]
         if targets:
-            print("\n" + table(["TARGET", "OPEN", "ORPHANED"], targets, numeric={1, 2}))
+            headers = ["TARGET", "OPEN", "ORPHANED", "LEFT BEHIND"]
+            print("\n" + table(headers, targets, numeric={1, 2, 3}))
 
 
 class CloseCommand(FilterCommand):
@@ -424,10 +444,12 @@ class CloseCommand(FilterCommand):
     name = "jupyter-comms-close"
     description = """Force-close comms: the kernel runs its close callbacks and forgets
     them, every connected frontend disposes of them. Give comm ids, or filters: closing in
-    bulk needs at least one (--target, --kernel, --origin, --min-idle), so nothing is closed
-    by accident. Prints what was closed."""
+    bulk needs at least one (--target, --kernel, --origin, --min-idle), or --left-behind
+    (widget models no open widget refers to any more) or --status=orphaned, so nothing is
+    closed by accident. Prints what was closed."""
     examples = """
     jupyter comms close 1f0c2a9e4b5d4c3e8f7a6b5c4d3e2f1a
+    jupyter comms close --left-behind
     jupyter comms close --target=jupyter.widget --min-idle=1h
     jupyter comms close --target=jupyter.widget --kernel=analysis.ipynb --dry-run
     """
@@ -436,6 +458,11 @@ class CloseCommand(FilterCommand):
         "dry-run": (
             {"CloseCommand": {"dry_run": True}},
             "Show what the filters select, close nothing.",
+        ),
+        "left-behind": (
+            {"FilterCommand": {"status": "left_behind"}},
+            "Close the widget models left behind: no open widget refers to them any more "
+            "(the layout and style of a closed slider). Same as --status=left_behind.",
         ),
     }
     dry_run = Bool(False, config=True, help="Show what the filters select, close nothing.")
@@ -450,10 +477,10 @@ class CloseCommand(FilterCommand):
                 raise CommsError("--dry-run goes with filters, not with comm ids", Exit.USAGE)
             self.close_ids(comm_ids)
             return
-        if not has_filter:
+        if not has_filter and self.status not in NARROW_STATUSES:
             raise CommsError(
                 "close needs comm ids, or at least one filter "
-                "(--target, --kernel, --origin, --min-idle)",
+                "(--target, --kernel, --origin, --min-idle, --left-behind)",
                 Exit.USAGE,
             )
         query = self.query()

@@ -32,8 +32,9 @@ SUMMARY = "api/comms/summary"
 #: Who asked the service to close: the user's server records "<this> via <service>".
 ON_BEHALF_HEADER = "X-Comms-On-Behalf-Of"
 
-#: Totals of a server summary that add up across servers.
-COUNTERS = ("open", "orphaned", "closed")
+#: Totals of a server summary that add up across servers (a server without widget tracking
+#: has no `left_behind`: it counts 0).
+COUNTERS = ("open", "orphaned", "left_behind", "closed")
 DIRECTIONS = ("to_kernel", "from_kernel")
 
 OK = "ok"
@@ -310,7 +311,9 @@ def add_up(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             for direction in DIRECTIONS:
                 totals[key][direction] += s.get(key, {}).get(direction, 0)
         for target, counts in s.get("by_target", {}).items():
-            into = totals["by_target"].setdefault(target, {"open": 0, "orphaned": 0})
+            into = totals["by_target"].setdefault(
+                target, {"open": 0, "orphaned": 0, "left_behind": 0}
+            )
             for key in into:
                 into[key] += counts.get(key, 0)
         for origin, n in s.get("by_origin", {}).items():
