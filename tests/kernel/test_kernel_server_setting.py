@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from traitlets.config import Config
 from waiting import wait_for
 
-from jupyter_comm_ext.kernel_side import KERNEL_ARG
+from jupyter_comm_ext.kernel_side import KERNEL_ARG, CommKernelSide
 
 KernelClient = Any
 #: the module of the kernel's comm manager, read from inside the kernel
@@ -66,6 +67,31 @@ async def evaluate(client: KernelClient, expr: str) -> Any:
 async def execute(client: KernelClient, code: str) -> None:
     reply = await client.execute_interactive(code, timeout=30)
     assert reply["content"]["status"] == "ok", reply["content"]
+
+
+class Tagged(KernelSpec):
+    """A kernel spec class a user configured: it keeps its behaviour."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metadata = {**self.metadata, "tagged": True}
+
+
+@pytest.mark.parametrize("spec_class", [KernelSpec, Tagged])
+def test_only_ipykernel_commands_get_the_option(spec_class: type[KernelSpec]) -> None:
+    manager = KernelSpecManager(kernel_spec_class=spec_class)
+    CommKernelSide(enabled=True).apply(manager)
+    CommKernelSide(enabled=True).apply(manager)  # once is enough
+    make = manager.kernel_spec_class
+    ipykernel = make(argv=["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"])
+    assert ipykernel.argv[-1] == KERNEL_ARG and ipykernel.argv.count(KERNEL_ARG) == 1
+    assert make(argv=["xpython", "-f", "{connection_file}"]).argv == [
+        "xpython",
+        "-f",
+        "{connection_file}",
+    ]
+    assert isinstance(ipykernel, spec_class)
+    assert ipykernel.metadata.get("tagged", False) == (spec_class is Tagged)
 
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["enabled", "default"], indirect=True)
