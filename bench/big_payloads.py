@@ -23,6 +23,7 @@ import json
 import random
 import shlex
 import shutil
+import statistics
 import sys
 import time
 import uuid
@@ -204,14 +205,20 @@ async def measure(
 
 
 def summarize(raw: dict[str, list[dict]]) -> dict[str, Any]:
+    """Medians per server; CPU and wall as paired ratios to stock, peak RSS growth as the
+    median of paired differences (a batch that fits in memory freed by the last one grows
+    the RSS by 0: no ratio)."""
     summary: dict[str, Any] = {}
     for metric in ("cpu_ms", "wall_ms", "rss_growth_mb"):
         samples = {name: [r[metric] for r in results] for name, results in raw.items()}
-        entry: dict[str, Any] = {
-            name: sorted(values)[len(values) // 2] for name, values in samples.items()
-        }
+        entry: dict[str, Any] = {name: statistics.median(v) for name, v in samples.items()}
         for name in samples:
-            if name != "stock":
+            if name == "stock":
+                continue
+            if metric == "rss_growth_mb":
+                diffs = [a - b for a, b in zip(samples[name], samples["stock"], strict=True)]
+                entry[f"diff_{name}"] = statistics.median(diffs)
+            else:
                 entry[f"ratio_{name}"] = paired(samples[name], samples["stock"])
         summary[metric] = entry
     return summary
@@ -255,11 +262,11 @@ def pct(p: dict[str, Any]) -> str:
 def print_table(report: dict[str, Any]) -> None:
     labels = {"cpu_ms": "srv CPU ms", "wall_ms": "wall ms", "rss_growth_mb": "peak RSS +MB"}
     for protocol, cases in report.items():
-        names = [n for n in next(iter(cases.values()))["summary"]["cpu_ms"] if "ratio" not in n]
+        names = list(next(iter(cases.values()))["raw"])
         others = [n for n in names if n != "stock"]
         print(
             f"\nbig comm messages, {protocol} client: per batch, median over slices; "
-            "ratios to stock are medians of per-slice ratios [95% interval]"
+            "vs stock: median of per-slice ratios [95% interval], or of differences (RSS)"
         )
         head = f"{'case':<20}{'metric':<14}" + "".join(f"{n:>10}" for n in names)
         print(head + "".join(f"{n + ' vs stock':>26}" for n in others))
@@ -267,7 +274,10 @@ def print_table(report: dict[str, Any]) -> None:
             for metric, label in labels.items():
                 per = entry["summary"][metric]
                 cells = "".join(f"{per[n]:>10,.1f}" for n in names)
-                ratios = "".join(f"{pct(per[f'ratio_{n}']):>26}" for n in others)
+                if metric == "rss_growth_mb":
+                    ratios = "".join(f"{per[f'diff_{n}']:>+23.1f} MB" for n in others)
+                else:
+                    ratios = "".join(f"{pct(per[f'ratio_{n}']):>26}" for n in others)
                 print(f"{case:<20}{label:<14}{cells}{ratios}")
 
 
