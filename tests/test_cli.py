@@ -199,6 +199,7 @@ def test_list_finds_the_server_and_shows_a_row_per_comm(setup: Setup) -> None:
         "COMM": "front-1",
         "KERNEL": NOTEBOOK,
         "TARGET": "front",
+        "MODEL": "-",
         "ORIGIN": "frontend",
         "STATUS": "open",
         "AGE": front["AGE"],
@@ -386,7 +387,8 @@ def test_summary_counts_per_kernel_and_target(setup: Setup) -> None:
     assert result.code == Exit.OK, result
     api = setup.get("/api/comms/summary")
     assert result.out.startswith(
-        f"{api['open']} open, {api['orphaned']} orphaned, {api['closed']} closed"
+        f"{api['open']} open, {api['orphaned']} orphaned, {api['left_behind']} left behind, "
+        f"{api['closed']} closed"
     )
     kernels, targets = result.tables()
     kernels = {row["KERNEL"]: row for row in kernels}
@@ -396,12 +398,13 @@ def test_summary_counts_per_kernel_and_target(setup: Setup) -> None:
             "KERNEL": label,
             "OPEN": str(counts["open"]),
             "ORPHANED": str(counts["orphaned"]),
+            "LEFT BEHIND": str(counts["left_behind"]),
             "TO KERNEL": str(counts["messages"]["to_kernel"]),
             "FROM KERNEL": str(counts["messages"]["from_kernel"]),
         }
     assert kernels[NOTEBOOK]["TO KERNEL"] == "3"
     targets = {row["TARGET"]: row for row in targets}
-    assert targets["alpha"] == {"TARGET": "alpha", "OPEN": "2", "ORPHANED": "0"}
+    assert targets["alpha"] == {"TARGET": "alpha", "OPEN": "2", "ORPHANED": "0", "LEFT BEHIND": "0"}
     assert set(targets) >= FIXTURE_TARGETS and len(targets) == len(api["by_target"])
 
     as_json = setup.cli("summary", "--json")

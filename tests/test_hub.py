@@ -150,8 +150,8 @@ async def test_every_comm_of_every_server(hub: Hub) -> None:
         5,
     )
     assert totals["by_target"] == {
-        "probe": {"open": 5, "orphaned": 0},
-        "other": {"open": 2, "orphaned": 0},
+        "probe": {"open": 5, "orphaned": 0, "left_behind": 0},
+        "other": {"open": 2, "orphaned": 0, "left_behind": 0},
     }
     assert totals["by_origin"]["kernel"] == 7
     per_server = {(s["user"], s["server_name"]): s for s in summary["servers"]}

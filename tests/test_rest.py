@@ -123,11 +123,12 @@ async def test_summary_counts_without_models(api, fetch_json, jp_ws_fetch, start
     assert summary["by_kernel"][other] == {
         "open": 0,
         "orphaned": 0,
+        "left_behind": 0,
         "messages": {"to_kernel": 0, "from_kernel": 0},
         "bytes": {"to_kernel": 0, "from_kernel": 0},
     }
     assert summary["by_target"] == {
-        t: {"open": 1, "orphaned": 0} for t in ("alpha", "beta", "front")
+        t: {"open": 1, "orphaned": 0, "left_behind": 0} for t in ("alpha", "beta", "front")
     }
     assert summary["by_origin"] == {"kernel": 2, "frontend": 1, "unknown": 0}
     await api("DELETE", "/api/comms/f1", expect=204)
