@@ -7,6 +7,7 @@ from pathlib import Path
 from jupyter_server.extension.application import ExtensionApp
 from traitlets.config import Configurable
 
+from .activity import CommActivity
 from .culler import CommCuller
 from .handlers import handlers
 from .kernel_side import CommKernelSide
@@ -26,6 +27,7 @@ class CommExtensionApp(ExtensionApp):
     load_other_extensions = True
     classes: list[type[Configurable]] = [
         CommMirror,
+        CommActivity,
         CommTap,
         WebsocketNodelay,
         CommCuller,
@@ -68,6 +70,7 @@ class CommExtensionApp(ExtensionApp):
         )
         self.culler, self.metrics = culler, metrics
         metrics.start()
+        mirror.activity.install()
         # Kernels started before this extension loaded are reconciled on first contact.
         mirror.sync_kernels()
 

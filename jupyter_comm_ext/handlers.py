@@ -26,6 +26,8 @@ SERVER_ARGUMENTS = ("token", "_xsrf", "no_track_activity")
 MAX_ID_LENGTH = 256
 #: names the kernels a `refresh=1` could not ask (see rest-api.yml)
 NOT_REFRESHED_HEADER = "X-Comms-Not-Refreshed"
+#: when a kernel's comms last moved, by side (see rest-api.yml)
+ACTIVITY_HEADERS = {"user": "X-Comms-User-Activity", "kernel": "X-Comms-Kernel-Activity"}
 #: the largest page `GET /api/comms?limit=` gives
 MAX_LIMIT = 10_000
 #: A client acting for someone else (the JupyterHub service, for the Hub user who asked)
@@ -47,8 +49,7 @@ class CommsBaseHandler(APIHandler):
 
     @property
     def mirror(self) -> CommMirror:
-        mirror: CommMirror = self.settings["comm_mirror"]
-        return mirror
+        return self.settings["comm_mirror"]
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         if status_code == 405:
@@ -168,7 +169,7 @@ class CommsHandler(CommsBaseHandler):
         self.check_arguments((*FILTERS, *PAGING, "refresh"))
         flt = self.comm_filter()
         limit, after = self.paging()
-        kernel_ids = None if flt.kernel_id is None else [flt.kernel_id]  # a known kernel
+        kernel_ids = [flt.kernel_id] if flt.kernel_id in self.kernel_manager else None
         await self.refresh_if_asked(kernel_ids)
         records = self.mirror.registry.query(flt)
         if limit is not None:
@@ -230,25 +231,15 @@ class CommHandler(CommsBaseHandler):
     @web.authenticated
     @authorized
     async def delete(self, comm_id: str) -> None:
-        """Force-close one comm: 204, or 404 if unknown or already closed.
-
-        With `cascade=1`, also every widget model only it references, transitively (a box's
-        children, their layouts and styles): 200 with the closed models, it first.
-        """
-        self.check_arguments(("cascade",))
-        cascade = self.flag("cascade")
+        """Force-close one comm: 204, or 404 if unknown or already closed."""
+        self.check_arguments(())
         closer = self.closer()
         self.mirror.sync_kernels()
         record = self.find(comm_id)
         if record.status == "closed":
             raise web.HTTPError(404, f"comm {comm_id!r} is already closed")
-        records = self.mirror.registry.cascade(record) if cascade else [record]
-        closed = await self.force_close(records, closer)
-        if not closed:
+        if not await self.force_close([record], closer):
             raise web.HTTPError(404, f"the kernel of comm {comm_id!r} is gone")
-        if cascade:
-            self.write_models(closed)
-            return
         self.set_status(204)
         self.finish()
 
@@ -271,8 +262,10 @@ class SummaryHandler(CommsBaseHandler):
     async def get(self) -> None:
         self.check_arguments(("refresh",))
         await self.refresh_if_asked()
+        summary = self.mirror.registry.summary()
+        self.mirror.activity.annotate(summary["by_kernel"])
         self.set_header("Content-Type", "application/json")
-        self.finish(orjson.dumps(self.mirror.registry.summary()))
+        self.finish(orjson.dumps(summary))
 
 
 class KernelCommsHandler(CommsBaseHandler):
@@ -285,6 +278,9 @@ class KernelCommsHandler(CommsBaseHandler):
         if kernel_id not in self.kernel_manager:
             raise web.HTTPError(404, f"no kernel with id {kernel_id!r}")
         await self.refresh_if_asked([kernel_id])
+        for side, when in self.mirror.activity.model(kernel_id).items():
+            if when is not None:
+                self.set_header(ACTIVITY_HEADERS[side], when)
         self.write_models(list(self.mirror.registry.kernel_comms(kernel_id).values()))
 
 

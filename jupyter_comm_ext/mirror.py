@@ -16,6 +16,7 @@ from traitlets import Bool, Float, Instance, Int, List, Unicode, observe
 from traitlets.config import LoggingConfigurable
 
 from . import registry as reg
+from .activity import CommActivity
 from .control import CommInfo, comm_close_for_frontends, write_to_frontend
 from .lifecycle import KernelTracker
 from .problems import RateLimitedLog
@@ -108,6 +109,8 @@ class CommMirror(LoggingConfigurable):
         self.connections: dict[str, set[Any]] = {}
         self.problems = RateLimitedLog(self.log)
         self.pack = Session().pack
+        #: which comm messages count as user activity (installed by the app)
+        self.activity = CommActivity(parent=self, kernel_manager=self.kernel_manager)
         self.kernels = KernelTracker(
             self.kernel_manager,
             self.event_logger,
@@ -121,6 +124,7 @@ class CommMirror(LoggingConfigurable):
 
     def frontend_sent(self, kernel_id: str, session_id: str | None, comm: CommMessage) -> None:
         """A comm message a frontend (session) sent to the kernel (seen once, on its connection)."""
+        self.activity.user_touched(kernel_id)
         self._observe(kernel_id, comm, reg.TO_KERNEL, session_id)
 
     def kernel_sent(self, kernel_id: str, comm: CommMessage) -> None:
@@ -245,6 +249,7 @@ class CommMirror(LoggingConfigurable):
             task.cancel()
         self.connections.pop(kernel_id, None)
         self.problems.forget(kernel_id)
+        self.activity.forget(kernel_id)
         if kernel_id in self.registry.kernels():
             self.registry.remove_kernel(kernel_id)
             self.emit_event({"action": "kernel_gone", "kernel_id": kernel_id, "reason": reason})
@@ -377,3 +382,4 @@ class CommMirror(LoggingConfigurable):
         for task in self._reconciles.values():
             task.cancel()
         self.kernels.close()
+        self.activity.uninstall()
