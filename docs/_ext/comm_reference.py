@@ -198,8 +198,9 @@ def render_rest_api() -> Iterator[str]:
 
 def render_events() -> Iterator[str]:
     schema = yaml.safe_load(EVENT_SCHEMA.read_text(encoding="utf-8"))
-    yield f"## `{schema['$id']}`\n"
-    yield f"Version {schema['version']}. " + " ".join(paragraphs(schema["description"])) + "\n"
+    yield f"## {escape(schema['title'])}\n"
+    yield f"Schema `{schema['$id']}`, version {schema['version']}.\n"
+    yield from (p + "\n" for p in paragraphs(schema["description"]))
     required = set(schema.get("required", []))
     yield "| field | type | description |\n|---|---|---|"
     for field, sub in schema["properties"].items():
