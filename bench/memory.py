@@ -6,6 +6,11 @@ server's: 20 kernels, 32-hex comm ids parsed out of JSON, a widget target name, 
 once in each direction.
 
     python -m bench.memory 10000        # prints one JSON object
+    python -m bench.memory 10000 widgets  # the same comms as sliders (slider, layout, style)
+
+With `widgets`, every comm opens through `CommRegistry.observe` with the comm_open content of
+an ipywidgets 8 slider, its layout or its style, so each record carries a widget model and
+the slider its two references.
 """
 
 from __future__ import annotations
@@ -72,6 +77,62 @@ def measure(n: int) -> dict[str, Any]:
     }
 
 
+def slider_contents(n: int) -> list[tuple[str, bytes]]:
+    """(comm id, comm_open content) of n comms: sliders, each after its layout and style."""
+    out: list[tuple[str, bytes]] = []
+    for _ in range(n // 3):
+        layout, style, slider = (json.loads(json.dumps(uuid.uuid4().hex)) for _ in range(3))
+        for comm_id, model, extra in (
+            (layout, "LayoutModel", {"width": None}),
+            (style, "SliderStyleModel", {"handle_color": None}),
+            (
+                slider,
+                "IntSliderModel",
+                {"layout": f"IPY_MODEL_{layout}", "style": f"IPY_MODEL_{style}"},
+            ),
+        ):
+            state = {
+                "_model_name": model,
+                "_model_module": "@jupyter-widgets/controls",
+                "_model_module_version": "2.0.0",
+                "value": 0,
+                **extra,
+            }
+            data = {"state": state, "buffer_paths": []}
+            content = {"comm_id": comm_id, "target_name": "jupyter.widget", "data": data}
+            out.append((comm_id, json.dumps(content).encode()))
+    return out
+
+
+def measure_widgets(n: int) -> dict[str, Any]:
+    """Like `measure`, for sliders opened through `observe` (tracemalloc only)."""
+    from jupyter_comm_ext import registry as reg
+    from jupyter_comm_ext.protocol import CommMessage
+
+    registry = reg.CommRegistry(max_per_kernel=n)
+    kernel_ids = [str(uuid.uuid4()) for _ in range(KERNELS)]
+    contents = slider_contents(n)
+    target = json.loads('"jupyter.widget"')
+    gc.collect()
+    tracemalloc.start()
+    snap0 = tracemalloc.take_snapshot()
+    now = time.time()
+    for i, (comm_id, content) in enumerate(contents):
+        message = CommMessage("comm_open", comm_id, 600, target, content=content)
+        registry.observe(kernel_ids[(i // 3) % KERNELS], message, reg.FROM_KERNEL, now=now)
+    del contents, message
+    gc.collect()
+    snap1 = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    traced = sum(s.size_diff for s in snap1.compare_to(snap0, "filename"))
+    widgets = sum(1 for r in registry.live_records() if getattr(r, "widget", None) is not None)
+    return {
+        "comms": len(registry),
+        "widgets": widgets,
+        "tracemalloc_bytes_per_comm": traced / len(registry),
+    }
+
+
 def run(sizes: list[int], code: str | None = None) -> list[dict[str, Any]]:
     """Each size in its own interpreter, so one run's heap does not serve the next."""
     env = dict(os.environ)
@@ -96,4 +157,5 @@ def run(sizes: list[int], code: str | None = None) -> list[dict[str, Any]]:
 if __name__ == "__main__":
     if os.environ.get("BENCH_CODE"):
         sys.path.insert(0, os.environ["BENCH_CODE"])
-    print(json.dumps(measure(int(sys.argv[1]))))
+    widgets = sys.argv[2:] == ["widgets"]
+    print(json.dumps((measure_widgets if widgets else measure)(int(sys.argv[1]))))

@@ -216,13 +216,20 @@ async def relay_slices(run: RelayServers, cfg: dict, log: Any) -> dict:
 
 
 async def sliced_roundtrips(
-    clients: dict[str, KernelClient], echo: dict[str, str], units: int, name: str, i: int
+    clients: dict[str, KernelClient],
+    echo: dict[str, str],
+    units: int,
+    name: str,
+    i: int,
+    payload: Callable[[int], dict] = relay.plain,
 ) -> dict:
     """Slice `i` of round trips on server `name`'s echo comm (numbered on from the last)."""
     client = clients[name]
     client.quickack = True  # the relay's cost, without the delayed-ACK stall
     try:
-        return await relay.roundtrips(client, echo[name], units, 300, first=i * units)
+        return await relay.roundtrips(
+            client, echo[name], units, 300, first=i * units, payload=payload
+        )
     finally:
         client.quickack = False
 

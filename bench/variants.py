@@ -4,6 +4,7 @@
         --variant "no-watcher-traffic=--CommMirror.iopub_topics=['zzz-']" \\
         --variant "nagle=--WebsocketNodelay.enabled=False" \\
         --variant "before=@85bb218"
+    python bench/variants.py --widget --variant "before=@3efc3ac"   # a slider's traffic
 
 A variant is a server with the extension and extra command-line arguments, or the package
 at a git ref (``@ref``, archived like ``run.py --code``), or both (``@ref ARGS...``).  Stock,
@@ -54,25 +55,29 @@ def variant(spec: str) -> tuple[str, Server]:
 
 
 async def compare(
-    servers: dict[str, Server], proto: str, rt_slices: int, flood_slices: int
+    servers: dict[str, Server], proto: str, rt_slices: int, flood_slices: int, widget: bool
 ) -> None:
     await asyncio.gather(*(s.start() for s in servers.values()))
     clients = {}
     for name, server in servers.items():
         clients[name] = await KernelClient.connect(server, await server.start_kernel(), proto)
         await clients[name].execute(relay.ECHO_TARGET)
-    echo = {name: await relay.open_echo(c) for name, c in clients.items()}
+    # --widget: the echo comm is a slider and each message a drag (`update {value: n}`), the
+    # flood a slider's updates; the mirror then keeps a widget model for each
+    data = relay.SLIDER_OPEN if widget else None
+    payload = relay.slider_update if widget else relay.plain
+    echo = {name: await relay.open_echo(c, data) for name, c in clients.items()}
     order = random.Random(0)
     cases = (
         (
             "round trip, server CPU",
-            partial(sliced_roundtrips, clients, echo, RT_N),
+            partial(sliced_roundtrips, clients, echo, RT_N, payload=payload),
             RT_N,
             rt_slices,
         ),
         (
             "comm flood, server CPU/msg",
-            partial(sliced_flood, clients, "comm", FLOOD_N),
+            partial(sliced_flood, clients, "widget" if widget else "comm", FLOOD_N),
             FLOOD_N,
             flood_slices,
         ),
@@ -96,6 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="v1")
     parser.add_argument("--rt-slices", type=int, default=200)
     parser.add_argument("--flood-slices", type=int, default=80)
+    parser.add_argument(
+        "--widget", action="store_true", help="a slider's comm traffic instead of a plain comm's"
+    )
     args = parser.parse_args(argv)
     servers = {
         "stock": Server("stock", False),
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> None:
         try:
-            await compare(servers, args.protocol, args.rt_slices, args.flood_slices)
+            await compare(servers, args.protocol, args.rt_slices, args.flood_slices, args.widget)
         finally:
             await asyncio.gather(*(s.shutdown() for s in servers.values()), return_exceptions=True)
 

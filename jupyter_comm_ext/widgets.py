@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -125,12 +126,13 @@ def read_open(content: Any) -> tuple[WidgetInfo, list[tuple[str, str]]] | None:
         return None
     data = _data(content)
     state = data.get("state") if data is not None else None
-    if not isinstance(state, dict) or not isinstance(state.get("_model_name"), str):
+    if not isinstance(state, dict):
+        return None
+    name = _name(state.get("_model_name"))
+    if name is None:
         return None
     info = WidgetInfo(
-        _name(state["_model_name"]),  # type: ignore[arg-type]
-        _name(state.get("_model_module")),
-        _name(state.get("_model_module_version")),
+        name, _name(state.get("_model_module")), _name(state.get("_model_module_version"))
     )
     return info, list(references(state))
 
@@ -238,9 +240,9 @@ class WidgetGraph:
         children, their layouts and styles, not a layout another slider still uses.
         """
         closing = {record.comm_id: record}
-        queue = [record]
+        queue = deque([record])
         while queue:
-            member = queue.pop(0)
+            member = queue.popleft()
             if member.widget is None:
                 continue
             for target_id in member.widget.refs[1::2]:
@@ -273,6 +275,7 @@ class WidgetGraph:
         referrer of is left behind (from then on).  `keep`: keep `info.refs` as they were (a
         closed record shows what it referenced).
         """
+        refs = refs[:MAX_REFERENCES]
         old = set(info.refs[1::2])
         new = {comm_id for _, comm_id in refs}
         referrer = record.comm_id
@@ -283,7 +286,7 @@ class WidgetGraph:
             self._unlink(comms, record.kernel_id, referrer, target_id, closing)
         if not keep:
             flat: list[str] = []
-            for key, comm_id in refs[:MAX_REFERENCES]:
+            for key, comm_id in refs:
                 flat += (key, canonical.get(comm_id) or _same(comms, comm_id))
             info.refs = tuple(flat)
         record.changed()
@@ -318,8 +321,9 @@ class WidgetGraph:
                     del self._dangling[kernel_id][target_id]
             return
         referrers = target.widget.referrers
-        if referrer in referrers:
-            referrers.remove(referrer)
+        if referrer not in referrers:  # an orphan's references went when it first closed
+            return
+        referrers.remove(referrer)
         if closing is not None and not referrers and target.status == "open":
             target.widget.left_behind = True
             target.widget.left_behind_at = closing
