@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 from waiting import wait_for
+from widget_timer import TIMER, drag, slider_id
 from wsclient import KernelWS, execute_content
 
 from jupyter_comm_ext.handlers import handlers
@@ -23,17 +24,6 @@ from jupyter_comm_ext.registry import parse_isoformat
 OPEN_COMM = """
 from comm import create_comm
 c = create_comm(target_name="probe", data={})
-"""
-
-#: a widget the kernel updates on its own, from a thread (a clock, a progress poll)
-TIMER = """
-import threading, time, ipywidgets
-slider = ipywidgets.IntSlider()
-def _tick():
-    while True:
-        time.sleep(0.5)
-        slider.value += 1
-threading.Thread(target=_tick, daemon=True).start()
 """
 
 #: jupyter_server's kernel culler, for the tests that ask for it (seconds)
@@ -145,19 +135,9 @@ async def test_kernel_culler(fetch_json, jp_ws_fetch, start_kernel):
     await frontends[touched].execute(TIMER)
     await frontends[busy].send("execute_request", execute_content("import time; time.sleep(60)"))
     user = frontends[touched]
-    slider = await comm_id_of(user, "slider.comm.comm_id")
     moved: list[float] = []
-
-    async def drag() -> None:
-        """The user moves the slider every second, as a frontend does (a comm_msg update)."""
-        while True:
-            moved.append(time.time())
-            state = {"value": -len(moved)}
-            data = {"method": "update", "state": state, "buffer_paths": []}
-            await user.send("comm_msg", {"comm_id": slider, "data": data})
-            await asyncio.sleep(1)
-
-    dragging = asyncio.ensure_future(drag())
+    # the user moves the slider every second
+    dragging = asyncio.ensure_future(drag(user, await slider_id(user), 1, moved))
     try:
         await wait_for(lambda: gone(fetch_json, timer_only), CULLED_WITHIN, "the timer's cull")
         timer_culled = time.monotonic() - started

@@ -49,6 +49,8 @@ class Server:
     user: str
     name: str  # "" for the user's default server
     url: str  # absolute, ends with "/"
+    #: when the Hub last saw activity on it (what its idle culler reads), ISO 8601
+    last_activity: str | None = None
 
     def ident(self) -> dict[str, str]:
         return {"user": self.user, "server_name": self.name}
@@ -67,6 +69,7 @@ class Answer:
     def model(self) -> dict[str, Any]:
         model: dict[str, Any] = {
             **self.server.ident(),
+            "last_activity": self.server.last_activity,
             "status": self.status,
             "elapsed_ms": round(self.elapsed * 1000, 1),
         }
@@ -139,7 +142,11 @@ class Aggregator:
                     server_name if server_name is not None else name
                 ):
                     continue
-                found.append(Server(model["name"], name, self._server_url(server)))
+                found.append(
+                    Server(
+                        model["name"], name, self._server_url(server), server.get("last_activity")
+                    )
+                )
         return sorted(found, key=lambda s: (s.user, s.name))
 
     def _server_url(self, server: dict[str, Any]) -> str:
@@ -278,6 +285,7 @@ class Aggregator:
                 "kernel_id": k["id"],
                 "name": k.get("name"),
                 "execution_state": k.get("execution_state"),
+                "last_activity": k.get("last_activity"),
                 "connections": k.get("connections"),
                 "notebook": notebooks.get(k["id"]),
             }
