@@ -290,6 +290,107 @@ async def test_panel_follows_and_closes_widget_comms(
         await button_group.get_by_text("No open comms.").wait_for()
 
 
+#: a slider and a box of two widgets, both shown: 3 + 10 widget models
+WIDGETS = (
+    "import ipywidgets as w\n"
+    "slider = w.IntSlider(value=7)\n"
+    "box = w.VBox([w.Button(description='Press'), w.Text()])\n"
+    "display(slider, box)"
+)
+
+
+#: in the kernel: the ids of the widget comms its comm manager holds open
+KERNEL_WIDGET_COMMS = (
+    "{i for i, c in __import__('comm').get_comm_manager().comms.items()"
+    " if c.target_name == 'jupyter.widget'}"
+)
+
+
+@needs_browser
+@pytest.mark.timeout(240)
+async def test_panel_names_widgets_and_finishes_what_close_leaves_behind(
+    tmp_path: Path, browser: Any, screenshots: Path
+) -> None:
+    (tmp_path / "widgets.ipynb").write_text(notebook(WIDGETS))
+    server = ServerProcess(tmp_path, extension=True)
+    async with lab_tab(browser, server, screenshots / "lab-widgets-failed.png") as tab:
+        await open_lab(tab, server, "widgets.ipynb")
+        await run_cell(tab, ".widget-slider")
+        kernel_id = await kernel_of(server, "widgets.ipynb")
+        panel = await show_panel(tab)
+        group = panel.locator(f'[data-kernel-id="{kernel_id}"]')
+        models = {
+            m["comm_id"]: m
+            for m in await server.get_json(f"/api/comms?kernel_id={kernel_id}")
+            if m["widget"]
+        }
+        (slider_id,) = [
+            i for i, m in models.items() if m["widget"]["model_name"] == "IntSliderModel"
+        ]
+        (box_id,) = [i for i, m in models.items() if m["widget"]["model_name"] == "VBoxModel"]
+        dependents = {r["comm_id"] for r in models[slider_id]["widget"]["references"]}
+
+        # named by widget, its layout and style under it
+        slider = group.locator(f'li[data-comm-id="{slider_id}"]:not(.jp-mod-dependent)')
+        name = slider.locator(".jp-CommsPanel-widgetName")
+        await wait_for(lambda: text_is(name, "IntSlider"), 20, "the slider named")
+        assert "@jupyter-widgets/controls@" in (await name.get_attribute("title") or "")
+        for comm_id in dependents:
+            row = group.locator(f'li.jp-mod-dependent[data-comm-id="{comm_id}"]')
+            assert await row.locator(".jp-CommsPanel-refKey").text_content() in ("layout", "style")
+            names = ("Layout", "SliderStyle")
+            assert await row.locator(".jp-CommsPanel-widgetName").text_content() in names
+
+        # closed in the kernel: its layout and style are left behind, and shown so
+        ws = await server.connect(kernel_id, "v1")
+        try:
+            await ws.run("slider.close()")
+            left = group.get_by_role("group", name="Left behind in widgets.ipynb")
+            finish = left.get_by_role("button", name="Finish 2 left-behind")
+            await finish.wait_for()
+            rows = left.locator("[data-comm-id]")
+            shown = await rows.evaluate_all("rows => rows.map(row => row.dataset.commId)")
+            assert set(shown) == dependents
+
+            # the admin page says the same, and filters on it
+            admin = await tab.context.new_page()
+            await admin.goto(f"{server.url}/comms/?token={server.token}")
+            await admin.locator("#summary", has_text="2 left behind").wait_for()
+            await admin.locator("tr.kernel button.left-behind", has_text="2 left behind").click()
+            await admin.locator("#comms tbody tr[data-comm-id]").nth(2).wait_for(state="detached")
+            model_names = admin.locator("#comms td.model > span:first-child")
+            assert sorted(await model_names.all_text_contents()) == ["Layout", "SliderStyle"]
+            await admin.screenshot(path=screenshots / "admin-left-behind.png", full_page=True)
+            await admin.close()
+
+            await panel.screenshot(path=screenshots / "panel-widgets-light.png")
+            await run_command(tab, "Use Theme: JupyterLab Dark")
+            dark = tab.locator('body[data-jp-theme-name="JupyterLab Dark"]')
+            await dark.wait_for(state="attached")
+            await tab.wait_for_timeout(500)  # the theme's CSS variables settle
+            await panel.screenshot(path=screenshots / "panel-widgets-dark.png")
+
+            # "Finish": nothing left behind, and the kernel holds none of the slider's models
+            await finish.click()
+            await accept_dialog(tab, "Finish 2 left-behind models of widgets.ipynb?")
+            await panel.get_by_text("Finished 2 left-behind models.").wait_for()
+            await left.wait_for(state="detached")
+            query = f"/api/comms?status=left_behind&kernel_id={kernel_id}"
+            assert await server.get_json(query) == []
+            box_tree = set(models) - dependents - {slider_id}
+            await ws.eventually(f"{KERNEL_WIDGET_COMMS} == {box_tree!r}")
+
+            # closing the box offers its dependents; taking them closes the whole tree
+            await group.get_by_role("button", name=f"Close comm {box_id}").first.click()
+            offer = f"Close with {len(box_tree) - 1} dependents"
+            await tab.locator(".jp-Dialog").get_by_role("checkbox", name=re.compile(offer)).check()
+            await accept_dialog(tab, f"Close comm {box_id}?")
+            await panel.get_by_text(f"Closed {len(box_tree)} comms.").wait_for()
+            await ws.eventually(f"{KERNEL_WIDGET_COMMS} == set()")
+        finally:
+            ws.close()
+
+
 async def moved_and_shown(panel: Any, moved: Any) -> bool:
     """The comms the slider moved show their new count of messages to the kernel."""
     return await panel_shows_counts(panel, await moved())

@@ -5,6 +5,12 @@ import { kernelLabel, plural } from './format.js';
 
 const count = n => plural(n, 'comm');
 
+/**
+ * Finishing left-behind models can leave behind those they referenced (a closed box's
+ * children, then their layouts): "Finish" repeats up to this many rounds.
+ */
+const FINISH_ROUNDS = 10;
+
 export class Actions {
   /**
    * @param {import("./table.js").CommTable} table
@@ -21,6 +27,8 @@ export class Actions {
     this.closeSelectedButton.addEventListener('click', () =>
       this.closeSelected()
     );
+    this.finishButton = document.getElementById('finish-left-behind');
+    this.finishButton.addEventListener('click', () => this.finishLeftBehind());
     document.getElementById('close-idle').addEventListener('submit', event => {
       event.preventDefault();
       this.closeIdle();
@@ -34,6 +42,12 @@ export class Actions {
       ? `Close ${count(n)} selected…`
       : 'Close selected…';
     this.closeSelectedButton.disabled = n === 0 || this.table.readOnly;
+  }
+
+  /** The "Finish left-behind" button is live while the server counts some. */
+  leftBehindChanged(total) {
+    this.leftBehind = total;
+    this.finishButton.disabled = !total || this.table.readOnly;
   }
 
   notify(text, isError = false) {
@@ -61,6 +75,7 @@ export class Actions {
     if (error.status === 403 && !/xsrf/i.test(error.message)) {
       this.table.readOnly = true;
       document.getElementById('close-idle-button').disabled = true;
+      this.finishButton.disabled = true;
       this.table.render();
       this.selectionChanged();
     }
@@ -111,6 +126,53 @@ export class Actions {
     if (closed || gone) this.changed();
   }
 
+  /**
+   * Close the left-behind widget models (of the kernel filtered on, or all), and the ones
+   * that leaves behind in turn (a box's children, then their layouts), until none is left.
+   */
+  finishLeftBehind() {
+    return this.guarded(async () => {
+      const kernelId = this.table.filters.kernel_id;
+      const filters = { status: 'left_behind', kernel_id: kernelId };
+      const scope = kernelId
+        ? ` of ${kernelLabel(this.table.kernels, kernelId)}`
+        : '';
+      let matching;
+      try {
+        matching = await api.comms(filters);
+      } catch (error) {
+        this.failed(error, 'count the left-behind models');
+        return;
+      }
+      if (!matching.length) {
+        this.notify(`No widget model is left behind${scope}.`);
+        return;
+      }
+      const n = plural(matching.length, 'left-behind model');
+      if (
+        !(await this.confirm(
+          `Finish ${n}${scope}, and the models only they use? Kernels run the close callbacks, connected frontends dispose of the models.`,
+          'Finish'
+        ))
+      )
+        return;
+      let finished = 0;
+      try {
+        for (let round = 0; round < FINISH_ROUNDS; round++) {
+          const closed = await api.closeMatching(filters);
+          if (!closed.length) break;
+          finished += closed.length;
+        }
+        this.notify(
+          `Finished ${plural(finished, 'left-behind model')}${scope}.`
+        );
+      } catch (error) {
+        this.failed(error, 'finish left-behind models');
+      }
+      this.changed();
+    });
+  }
+
   closeIdle() {
     return this.guarded(async () => {
       const minutes = Number(this.idleMinutes.value);
@@ -126,7 +188,8 @@ export class Actions {
         (filters.kernel_id
           ? ` on ${kernelLabel(this.table.kernels, filters.kernel_id)}`
           : '') +
-        (filters.target_name ? ` with target “${filters.target_name}”` : '');
+        (filters.target_name ? ` with target “${filters.target_name}”` : '') +
+        (filters.status === 'left_behind' ? ', left behind' : '');
       const idle = `idle longer than ${minutes} ${minutes === 1 ? 'minute' : 'minutes'}${scope}`;
       let matching;
       try {

@@ -77,6 +77,7 @@ async function request(method, path, params = {}) {
 
 export const api = {
   comms: filters => request('GET', 'api/comms', filters),
+  summary: () => request('GET', 'api/comms/summary'),
   kernels: () => request('GET', 'api/kernels'),
   sessions: () => request('GET', 'api/sessions'),
   closeComm: commId =>

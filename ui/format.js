@@ -35,6 +35,24 @@ export function duration(ms) {
     .join(' ');
 }
 
+/** A widget model's public class name ("IntSlider" for IntSliderModel), or null. */
+export function widgetName(comm) {
+  const name = comm.widget?.model_name;
+  return name ? name.replace(/Model$/, '') || name : null;
+}
+
+/** Where a widget's class comes from: "@jupyter-widgets/controls@2.0.0". */
+export function widgetModule(comm) {
+  const { model_module: module, model_module_version: version } =
+    comm.widget ?? {};
+  return module ? `${module}${version ? `@${version}` : ''}` : '';
+}
+
+/** "4 min ago", or "never" for a null time. */
+export function ago(iso, now) {
+  return iso ? `${duration(now - parseTime(iso))} ago` : 'never';
+}
+
 export function bytes(n) {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB'];

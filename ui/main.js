@@ -29,11 +29,12 @@ let lastClosed = [];
 let lastKernels = new Map();
 
 async function refresh() {
-  let open, closed, kernelList, sessions;
+  let open, closed, summary, kernelList, sessions;
   try {
-    [open, closed, kernelList, sessions] = await Promise.all([
+    [open, closed, summary, kernelList, sessions] = await Promise.all([
       api.comms(),
       api.comms({ status: 'closed' }),
+      api.summary(),
       // Kernels and sessions only decorate the table (names, notebooks, states,
       // connections): do without them if refused.
       api.kernels().catch(decoration),
@@ -49,9 +50,10 @@ async function refresh() {
   for (const session of sessions) {
     kernels.get(session.kernel?.id)?.paths.push(session.path);
   }
-  table.setData(open, kernels);
+  table.setData(open, kernels, summary.by_kernel);
   table.render();
   actions.selectionChanged();
+  actions.leftBehindChanged(summary.left_behind);
   [lastClosed, lastKernels] = [closed, kernels];
   renderClosed(closed, kernels, showInternal.checked);
   const withComms = new Set(open.map(c => c.kernel_id)).size;
@@ -61,7 +63,8 @@ async function refresh() {
     ? ` · messages of open comms: ${sum('to_kernel')} to kernels, ${sum('from_kernel')} from`
     : '';
   document.getElementById('summary').textContent =
-    `${open.length ? plural(open.length, 'open comm') : 'No open comms'}${where}${messages} · ` +
+    `${open.length ? plural(open.length, 'open comm') : 'No open comms'}${where}` +
+    `${summary.left_behind ? ` · ${summary.left_behind} left behind` : ''}${messages} · ` +
     `${plural(kernels.size, 'kernel')} running · updated ${new Date().toLocaleTimeString()}`;
 }
 

@@ -2,7 +2,16 @@
 // attributes carry data into the DOM, never markup.
 
 import { serverNow } from './api.js';
-import { bytes, duration, kernelLabel, parseTime, plural } from './format.js';
+import {
+  ago,
+  bytes,
+  duration,
+  kernelLabel,
+  parseTime,
+  plural,
+  widgetModule,
+  widgetName
+} from './format.js';
 
 const PAGE_SIZE = 100;
 const CLOSED_SHOWN = 50;
@@ -10,6 +19,7 @@ const CLOSED_SHOWN = 50;
 /** Sortable columns: `value` gives the sort key of a comm at server time `now`. */
 const COLUMNS = [
   { key: 'target', label: 'Target', value: c => c.target_name ?? '' },
+  { key: 'model', label: 'Model', value: c => widgetName(c) ?? '' },
   { key: 'origin', label: 'Origin', value: c => c.origin },
   { key: 'comm_id', label: 'Comm id', value: c => c.comm_id },
   {
@@ -98,6 +108,9 @@ export class CommTable {
     this.body = document.querySelector('#comms tbody');
     this.kernelFilter = document.getElementById('filter-kernel');
     this.targetFilter = document.getElementById('filter-target');
+    this.statusFilter = document.getElementById('filter-status');
+    /** kernel id -> its summary tally (left_behind, comm_activity) */
+    this.tallies = {};
     this.textFilter = document.getElementById('filter-text');
     this.selectPage = document.getElementById('select-page');
     this.buildHeader();
@@ -108,10 +121,13 @@ export class CommTable {
     };
     this.kernelFilter.addEventListener('change', refilter);
     this.targetFilter.addEventListener('change', refilter);
+    this.statusFilter.addEventListener('change', refilter);
+    this.refilter = refilter;
     this.textFilter.addEventListener('input', refilter);
     document.getElementById('clear-filters').addEventListener('click', () => {
       this.kernelFilter.value =
         this.targetFilter.value =
+        this.statusFilter.value =
         this.textFilter.value =
           '';
       refilter();
@@ -165,7 +181,15 @@ export class CommTable {
     );
   }
 
-  setData(comms, kernels) {
+  /** Show only the left-behind models of one kernel (its badge in the group row). */
+  showLeftBehind(kernelId) {
+    this.kernelFilter.value = kernelId;
+    this.statusFilter.value = 'left_behind';
+    this.refilter();
+  }
+
+  setData(comms, kernels, tallies = {}) {
+    this.tallies = tallies;
     for (const comm of comms) {
       comm.openedMs = parseTime(comm.opened_at);
       comm.activeMs = parseTime(comm.last_activity);
@@ -196,7 +220,8 @@ export class CommTable {
   get filters() {
     return {
       kernel_id: this.kernelFilter.value,
-      target_name: this.targetFilter.value
+      target_name: this.targetFilter.value,
+      status: this.statusFilter.value
     };
   }
 
@@ -215,11 +240,12 @@ export class CommTable {
   }
 
   visible(now) {
-    const { kernel_id: kernelId, target_name: target } = this.filters;
+    const { kernel_id: kernelId, target_name: target, status } = this.filters;
     const text = this.textFilter.value.trim().toLowerCase();
     const matches = c =>
       (!kernelId || c.kernel_id === kernelId) &&
       (!target || (c.target_name ?? '') === target) &&
+      (status !== 'left_behind' || c.widget?.left_behind) &&
       (!text ||
         [
           c.target_name,
@@ -227,6 +253,7 @@ export class CommTable {
           c.comm_id,
           c.kernel_id,
           c.session_id,
+          widgetName(c),
           kernelLabel(this.kernels, c.kernel_id)
         ].some(v => v && v.toLowerCase().includes(text)));
     const column = COLUMNS.find(c => c.key === this.sort.key);
@@ -341,6 +368,29 @@ export class CommTable {
       );
     }
     cell.append(el('span', { text: plural(count, 'comm') }));
+    const tally = this.tallies[kernelId];
+    if (tally?.left_behind) {
+      const badge = el('button', {
+        type: 'button',
+        class: 'left-behind small',
+        title: 'Widget models no open widget uses any more: show only these',
+        text: `${tally.left_behind} left behind`
+      });
+      badge.addEventListener('click', () => this.showLeftBehind(kernelId));
+      cell.append(badge);
+    }
+    const activity = tally?.comm_activity;
+    if (activity && (activity.user || activity.kernel)) {
+      const now = serverNow();
+      cell.append(
+        el('span', {
+          class: 'activity',
+          title:
+            'When a user last touched a comm of this kernel, and when the kernel last sent one on its own (a timer, a thread: not activity for the culler)',
+          text: `user ${ago(activity.user, now)} · kernel on its own ${ago(activity.kernel, now)}`
+        })
+      );
+    }
     return el('tr', { class: 'kernel' }, cell);
   }
 
@@ -373,6 +423,10 @@ export class CommTable {
     for (const column of COLUMNS) {
       if (column.key === 'target') {
         row.append(targetCell(comm.target_name));
+        continue;
+      }
+      if (column.key === 'model') {
+        row.append(modelCell(comm));
         continue;
       }
       const value = column.value(comm, now);
@@ -445,6 +499,23 @@ export function renderClosed(allClosed, kernels, showInternal) {
   document.getElementById('closed-count').textContent = notes.length
     ? `(${notes.join(', ')})`
     : '';
+}
+
+/**
+ * A widget model's cell: its name (module@version on hover) and, when no open widget uses
+ * it any more, a "left behind" mark; empty for comms that are not widgets.
+ */
+export function modelCell(comm) {
+  const name = widgetName(comm);
+  if (!name) return el('td', { class: 'model' });
+  return el(
+    'td',
+    { class: 'model', title: widgetModule(comm) || name },
+    el('span', { text: name }),
+    ...(comm.widget.left_behind
+      ? [el('span', { class: 'left-behind', text: 'left behind' })]
+      : [])
+  );
 }
 
 /** A target name on one line, cut with an ellipsis when narrow (the full name on hover). */

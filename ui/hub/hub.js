@@ -6,7 +6,7 @@
 
 import { api, closeEach, plainWords, serverNow } from '../api.js';
 import { bytes, duration, parseTime, plural } from '../format.js';
-import { el, targetCell } from '../table.js';
+import { el, modelCell, targetCell } from '../table.js';
 
 const baseUrl = document.querySelector('meta[name="jupyter-base-url"]').content;
 const POLL_MS = 30000;
@@ -17,6 +17,19 @@ const serverLabel = s => `${s.user}/${s.server_name || '(default)'}`;
 
 /** How long ago a server timestamp was, e.g. "4 min". */
 const ago = iso => duration(serverNow() - parseTime(iso));
+
+/**
+ * When a user last touched a comm on a server (the newest of its kernels'), or null: what
+ * moves the server's activity, unlike what a kernel sends on its own.
+ */
+function lastUserActivity(summary) {
+  const times = Object.values(summary.by_kernel)
+    .map(k => k.comm_activity?.user)
+    .filter(Boolean);
+  return times.length
+    ? times.reduce((a, b) => (parseTime(a) > parseTime(b) ? a : b))
+    : null;
+}
 
 /** GET of a route ../api.js does not know (api/summary, api/kernels). The Hub's login
  * cookie counts on a fetch() only with the page's XSRF token, even for a GET. */
@@ -137,6 +150,7 @@ async function refresh() {
   const totals = answer.totals;
   $('summary').textContent =
     `${plural(totals.open, 'open comm')} · ${plural(totals.orphaned, 'orphan')} · ` +
+    `${totals.left_behind ?? 0} left behind · ` +
     `${plural(totals.kernels, 'kernel')} on ${plural(state.servers.length, 'server')} · ` +
     `updated ${new Date().toLocaleTimeString()}`;
   reportUnreachable(state.servers);
@@ -190,16 +204,21 @@ function serverRow(server) {
       : server.status === 'no-extension'
         ? 'no extension'
         : `error: ${server.message}`;
+  const touched = s && lastUserActivity(s);
   const cells = s
     ? [
         s.open,
         s.orphaned,
+        s.left_behind ?? 0,
         Object.keys(s.by_kernel).length,
         `${s.messages.to_kernel} / ${s.messages.from_kernel}`,
-        `${bytes(s.bytes.to_kernel)} / ${bytes(s.bytes.from_kernel)}`
+        `${bytes(s.bytes.to_kernel)} / ${bytes(s.bytes.from_kernel)}`,
+        touched ? `${ago(touched)} ago` : 'never'
       ]
-    : ['', '', '', '', ''];
-  return el(
+    : ['', '', '', '', '', '', ''];
+  // the server's activity as the Hub has it: what the Hub's idle culler goes by
+  cells.push(server.last_activity ? `${ago(server.last_activity)} ago` : '');
+  const row = el(
     'tr',
     {
       class: `server${server.status === 'ok' ? '' : ' failed'}`,
@@ -217,10 +236,40 @@ function serverRow(server) {
     ),
     ...cells.map(value => el('td', { class: 'num', text: String(value) }))
   );
+  const [userCell, hubCell] = [...row.children].slice(-2);
+  if (touched) userCell.title = touched;
+  if (server.last_activity) hubCell.title = server.last_activity;
+  return row;
+}
+
+/** A kernel's left-behind count and comm activity, for its group row. */
+function kernelActivity(tally) {
+  const parts = [];
+  if (tally?.left_behind)
+    parts.push(
+      el('span', {
+        class: 'left-behind',
+        text: `${tally.left_behind} left behind`
+      })
+    );
+  const activity = tally?.comm_activity;
+  if (activity && (activity.user || activity.kernel)) {
+    const when = iso => (iso ? `${ago(iso)} ago` : 'never');
+    parts.push(
+      el('span', {
+        class: 'activity',
+        title:
+          'When a user last touched a comm of this kernel, and when the kernel last sent one on its own (a timer, a thread: not activity for the culler)',
+        text: `user ${when(activity.user)} · kernel on its own ${when(activity.kernel)}`
+      })
+    );
+  }
+  return parts;
 }
 
 function detailRow(server, { comms, kernels, error }) {
-  const cell = el('td', { colspan: '9' });
+  const summary = server.summary;
+  const cell = el('td', { colspan: '12' });
   if (error) cell.append(el('p', { class: 'error', text: error }));
   if (!comms.length && !error)
     cell.append(el('p', { text: 'No open comm matches on this server.' }));
@@ -238,6 +287,7 @@ function detailRow(server, { comms, kernels, error }) {
           ...[
             '',
             'Target',
+            'Model',
             'Comm id',
             'Origin',
             'Age',
@@ -264,7 +314,7 @@ function detailRow(server, { comms, kernels, error }) {
           { class: 'kernel' },
           el(
             'th',
-            { scope: 'colgroup', colspan: '8' },
+            { scope: 'colgroup', colspan: '9' },
             el('span', {
               class: 'kernel-name',
               text: kernel?.notebook ?? '(no notebook)'
@@ -276,7 +326,8 @@ function detailRow(server, { comms, kernels, error }) {
               text: kernelId.slice(0, 8)
             }),
             el('span', { class: `state state-${execution}`, text: execution }),
-            el('span', { text: plural(group.length, 'comm') })
+            el('span', { text: plural(group.length, 'comm') }),
+            ...kernelActivity(summary?.by_kernel[kernelId])
           )
         )
       );
@@ -318,6 +369,7 @@ function commRow(comm) {
     { 'data-comm-id': comm.comm_id },
     el('td', {}, box),
     targetCell(comm.target_name),
+    modelCell(comm),
     el(
       'td',
       {},

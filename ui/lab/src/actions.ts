@@ -6,7 +6,13 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { IComm } from './api';
-import { CommsModel, IKernelGroup, kernelLabel, plural } from './model';
+import {
+  CommsModel,
+  IKernelGroup,
+  kernelLabel,
+  plural,
+  widgetName
+} from './model';
 
 /** What every close dialog says the close does. */
 const CONSEQUENCE =
@@ -24,16 +30,71 @@ async function confirm<T>(
   });
 }
 
-/** Close one comm; `label` names its notebook (or kernel) in the dialog. */
-export async function closeOne(model: CommsModel, comm: IComm, label: string) {
-  const target = comm.target_name ?? 'no target';
-  const { button } = await confirm(
-    `Close comm ${comm.comm_id}?`,
-    `A ${target} comm of ${label}. ${CONSEQUENCE}`,
+/**
+ * Close one comm; `label` names its notebook (or kernel) in the dialog. A widget with
+ * `dependents` (models only it references: its layout, its style, a box's children) can
+ * take them along, or they stay open, left behind, as `widget.close()` leaves them.
+ */
+export async function closeOne(
+  model: CommsModel,
+  comm: IComm,
+  label: string,
+  dependents = 0
+) {
+  const what = widgetName(comm) ?? comm.target_name ?? 'no target';
+  const body = `A ${what} comm of ${label}. ${CONSEQUENCE}`;
+  const title = `Close comm ${comm.comm_id}?`;
+  if (!dependents) {
+    const { button } = await confirm(title, body, 'Close comm');
+    if (button.accept) {
+      await model.closeComms([comm.comm_id]);
+    }
+    return;
+  }
+  const { button, value } = await confirm<boolean>(
+    title,
+    new DependentsBody(body, dependents),
     'Close comm'
   );
   if (button.accept) {
-    await model.closeComms([comm.comm_id]);
+    await model.closeWidget(comm.comm_id, value === true);
+  }
+}
+
+/** The close dialog of a widget with dependents: a checkbox to close them too. */
+class DependentsBody extends Widget implements Dialog.IBodyWidget<boolean> {
+  constructor(text: string, dependents: number) {
+    super();
+    const note = document.createElement('p');
+    note.textContent = text;
+    this.node.appendChild(note);
+    const label = document.createElement('label');
+    label.className = 'jp-CommsPanel-cascade';
+    this._box.type = 'checkbox';
+    label.appendChild(this._box);
+    label.append(
+      ` Close with ${plural(dependents, 'dependent')} (the models only this widget uses; left open, they are left behind)`
+    );
+    this.node.appendChild(label);
+  }
+
+  getValue(): boolean {
+    return this._box.checked;
+  }
+
+  private _box = document.createElement('input');
+}
+
+/** Finish a kernel's left-behind widget models (and what they leave behind in turn). */
+export async function finishLeftBehind(model: CommsModel, group: IKernelGroup) {
+  const n = plural(group.leftBehind, 'left-behind model');
+  const { button } = await showDialog({
+    title: `Finish ${n} of ${kernelLabel(group)}?`,
+    body: 'Widget models no open widget uses any more, and the ones they alone use. The kernel runs their close callbacks and every frontend disposes of them.',
+    buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Finish' })]
+  });
+  if (button.accept) {
+    await model.finishLeftBehind(group.kernelId);
   }
 }
 

@@ -26,21 +26,49 @@ export interface IComm {
   status: 'open' | 'closed' | 'orphaned';
   closed_at: string | null;
   close_reason: string | null;
+  /** The widget model this comm is; null for other comms and ones open before the server watched. */
+  widget: IWidget | null;
+}
+
+/** What the server knows of a widget model: its class and the models it references. */
+export interface IWidget {
+  model_name: string;
+  model_module: string | null;
+  model_module_version: string | null;
+  /** The models in its state, with the top-level key each sits under (`layout`, `children`). */
+  references: { key: string; comm_id: string }[];
+  /** The open widgets that reference it. */
+  referenced_by: string[];
+  /** The last open widget that referenced it closed: nothing uses it any more. */
+  left_behind: boolean;
+}
+
+/** When a kernel's comms last moved, by side (ISO times, null for never). */
+export interface ICommActivity {
+  /** A frontend last sent a comm message: a user touched a widget. */
+  user: string | null;
+  /** The kernel last sent one on its own (a timer, a thread), not in answer to a user. */
+  kernel: string | null;
 }
 
 /** One kernel's live comms in `GET /api/comms/summary`. */
 export interface IKernelSummary {
   open: number;
   orphaned: number;
+  /** Open widget models left behind (counted in `open` too). */
+  left_behind: number;
   messages: IEachWay;
   bytes: IEachWay;
+  comm_activity?: ICommActivity;
 }
 
 /** `GET /api/comms/summary`: counts over live (open and orphaned) comms. */
 export interface ISummary extends IKernelSummary {
   closed: number;
   by_kernel: { [kernelId: string]: IKernelSummary };
-  by_target: { [target: string]: { open: number; orphaned: number } };
+  by_target: {
+    [target: string]: { open: number; orphaned: number; left_behind: number };
+  };
   by_origin: { [origin: string]: number };
 }
 
@@ -99,13 +127,17 @@ export class CommsAPI {
     };
   }
 
-  /** Force-close one comm (`DELETE /api/comms/{id}`). */
-  async close(commId: string): Promise<void> {
-    await this.request(
+  /**
+   * Force-close one comm (`DELETE /api/comms/{id}`); with `cascade`, also the widget models
+   * only it references, transitively. The comms closed, this one first.
+   */
+  async close(commId: string, cascade = false): Promise<IComm[]> {
+    const response = await this.request(
       `api/comms/${encodeURIComponent(commId)}`,
-      {},
+      cascade ? { cascade: '1' } : {},
       { method: 'DELETE' }
     );
+    return response.status === 204 ? [] : response.json();
   }
 
   /** Force-close every open comm matching the filters; the server refuses no filter at all. */

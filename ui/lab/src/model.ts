@@ -11,7 +11,14 @@
 import { Event } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { CommsAPI, CommsError, IComm, IKernelSummary, ISummary } from './api';
+import {
+  CommsAPI,
+  CommsError,
+  IComm,
+  ICommActivity,
+  IKernelSummary,
+  ISummary
+} from './api';
 
 /** The comm event schema of jupyter_comm_ext. */
 export const COMM_SCHEMA =
@@ -29,6 +36,12 @@ const EVENT_DELAY_MS = 150;
 /** Rows fetched and rendered per kernel at first, and added by each "Show more". */
 export const PAGE_SIZE = 50;
 
+/**
+ * Finishing left-behind models can leave behind the models they referenced in turn (a
+ * closed box's children, then their layouts): "Finish" repeats up to this many rounds.
+ */
+const FINISH_ROUNDS = 10;
+
 /** A notebook or console (a session) using a kernel. */
 export interface ISessionRef {
   path: string;
@@ -43,6 +56,10 @@ export interface IKernelGroup {
   sessions: ISessionRef[];
   open: number;
   orphaned: number;
+  /** Open widget models left behind (counted in `open`). */
+  leftBehind: number;
+  /** When a user last touched a comm of this kernel, and when the kernel last sent alone. */
+  activity: ICommActivity | null;
   /** The loaded rows: open ones first, then orphans, each in the server's order. */
   comms: IComm[];
   /** The server has more rows than `comms` holds. */
@@ -174,6 +191,44 @@ export class CommsModel {
     );
   }
 
+  /** Force-close a widget and, with `cascade`, every model only it references. */
+  async closeWidget(commId: string, cascade: boolean): Promise<void> {
+    try {
+      const closed = await this.api.close(commId, cascade);
+      this.selected.delete(commId);
+      this.notify(
+        `Closed ${plural(Math.max(1, closed.length), 'comm')}.`,
+        false
+      );
+    } catch (error) {
+      this.notify(`Nothing closed: ${messageOf(error)}`, true);
+    }
+  }
+
+  /**
+   * Finish a kernel's left-behind widget models, and the ones finishing them leaves behind
+   * in turn (a box's children, then their layouts and styles), until none is left.
+   */
+  async finishLeftBehind(kernelId: string): Promise<void> {
+    const filters = { status: 'left_behind', kernel_id: kernelId };
+    let finished = 0;
+    try {
+      for (let round = 0; round < FINISH_ROUNDS; round++) {
+        const closed = await this.api.closeWhere(filters);
+        if (!closed.length) {
+          break;
+        }
+        finished += closed.length;
+      }
+      this.notify(`Finished ${plural(finished, 'left-behind model')}.`, false);
+    } catch (error) {
+      this.notify(
+        `Finished ${plural(finished, 'left-behind model')}, then: ${messageOf(error)}`,
+        true
+      );
+    }
+  }
+
   /** Force-close every open comm matching the filters (kernel, target, idle time). */
   async closeWhere(filters: Record<string, string>): Promise<void> {
     try {
@@ -236,6 +291,8 @@ export class CommsModel {
             sessions: [],
             open: counts?.open ?? 0,
             orphaned: counts?.orphaned ?? 0,
+            leftBehind: counts?.left_behind ?? 0,
+            activity: counts?.comm_activity ?? null,
             comms: [],
             more: false
           };
@@ -357,6 +414,115 @@ export class CommsModel {
   private _running: Promise<void> | null = null;
   private _again = false;
   private _permissionsKnown = false;
+}
+
+/** A comm in a kernel's tree: a widget's dependents under it, under the key that holds them. */
+export interface ICommNode {
+  comm: IComm;
+  /** The state key of the parent that references it (`layout`, `children`); '' at the top. */
+  key: string;
+  depth: number;
+}
+
+/**
+ * A kernel's loaded rows as two flat trees, in display order: the live comms (each widget
+ * followed by the models it references, indented), and the left-behind widget models
+ * (with what they still reference). A model two widgets share shows under both.
+ */
+export function commTree(comms: IComm[]): {
+  live: ICommNode[];
+  leftBehind: ICommNode[];
+} {
+  const byId = new Map(comms.map(c => [c.comm_id, c]));
+  const referenced = new Set<string>();
+  for (const comm of comms) {
+    for (const ref of comm.widget?.references ?? []) {
+      if (ref.comm_id !== comm.comm_id && byId.has(ref.comm_id)) {
+        referenced.add(ref.comm_id);
+      }
+    }
+  }
+  const reached = new Set<string>();
+  const walk = (
+    comm: IComm,
+    key: string,
+    depth: number,
+    path: Set<string>,
+    into: ICommNode[]
+  ) => {
+    into.push({ comm, key, depth });
+    reached.add(comm.comm_id);
+    path.add(comm.comm_id);
+    const seen = new Set<string>();
+    for (const ref of comm.widget?.references ?? []) {
+      const child = byId.get(ref.comm_id);
+      if (child && !path.has(ref.comm_id) && !seen.has(ref.comm_id)) {
+        seen.add(ref.comm_id);
+        walk(child, ref.key, depth + 1, path, into);
+      }
+    }
+    path.delete(comm.comm_id);
+  };
+  const live: ICommNode[] = [];
+  const leftBehind: ICommNode[] = [];
+  for (const comm of comms) {
+    if (!referenced.has(comm.comm_id)) {
+      walk(
+        comm,
+        '',
+        0,
+        new Set(),
+        comm.widget?.left_behind ? leftBehind : live
+      );
+    }
+  }
+  // models that only reference each other in a cycle: at the top, not lost
+  for (const comm of comms) {
+    if (!reached.has(comm.comm_id)) {
+      walk(
+        comm,
+        '',
+        0,
+        new Set(),
+        comm.widget?.left_behind ? leftBehind : live
+      );
+    }
+  }
+  return { live, leftBehind };
+}
+
+/**
+ * How many loaded models a cascading close of `root` would close with it: those it
+ * references, transitively, that no open widget outside that set references (as the
+ * server decides for `?cascade=1`).
+ */
+export function dependents(root: IComm, comms: IComm[]): number {
+  const byId = new Map(comms.map(c => [c.comm_id, c]));
+  const closing = new Set([root.comm_id]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const id of [...closing]) {
+      for (const ref of byId.get(id)?.widget?.references ?? []) {
+        const child = byId.get(ref.comm_id)?.widget;
+        if (
+          child &&
+          !closing.has(ref.comm_id) &&
+          child.referenced_by.every(by => closing.has(by))
+        ) {
+          closing.add(ref.comm_id);
+          grew = true;
+        }
+      }
+    }
+  }
+  return closing.size - 1;
+}
+
+/** A widget's public class name: `IntSlider` for `IntSliderModel`. */
+export function widgetName(comm: IComm): string | null {
+  const name = comm.widget?.model_name;
+  return name ? name.replace(/Model$/, '') || name : null;
 }
 
 /** A kernel's label: its first notebook's path, or its id for kernels of no session. */

@@ -19,15 +19,25 @@ import {
 } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
-import { closeIdle, closeOne, closeSelected, closeTarget } from './actions';
-import { IComm, IEachWay } from './api';
+import {
+  closeIdle,
+  closeOne,
+  closeSelected,
+  closeTarget,
+  finishLeftBehind
+} from './actions';
+import { ICommActivity, IComm, IEachWay } from './api';
 import {
   CommsModel,
+  commTree,
+  dependents,
   duration,
+  ICommNode,
   IKernelGroup,
   kernelLabel,
   PAGE_SIZE,
-  plural
+  plural,
+  widgetName
 } from './model';
 
 export const commsIcon = new LabIcon({
@@ -121,6 +131,8 @@ function CommsView({ model, openPath }: IViewProps): JSX.Element {
           {plural(summary.open, 'open comm')}
           {summary.orphaned > 0 &&
             `, ${summary.orphaned.toLocaleString()} orphaned`}
+          {summary.left_behind > 0 &&
+            `, ${summary.left_behind.toLocaleString()} left behind`}
           {` · ${summary.closed.toLocaleString()} in closed history`}
         </p>
       )}
@@ -175,6 +187,28 @@ function KernelGroup({
   const Caret = expanded ? caretDownIcon : caretRightIcon;
   const live = group.open + group.orphaned;
   const now = Date.now();
+  const tree = commTree(group.comms);
+  const rows = (nodes: ICommNode[]) => (
+    <ul className="jp-CommsPanel-comms">
+      {nodes.map(node => (
+        <CommRow
+          key={`${node.depth} ${node.key} ${node.comm.comm_id}`}
+          node={node}
+          label={label}
+          model={model}
+          selected={model.selected.has(node.comm.comm_id)}
+          canClose={model.canClose}
+          dependents={
+            node.comm.widget?.references.length
+              ? dependents(node.comm, group.comms)
+              : 0
+          }
+          age={since(node.comm.opened_at, now)}
+          idle={since(node.comm.last_activity, now)}
+        />
+      ))}
+    </ul>
+  );
   return (
     <section className="jp-CommsPanel-kernel" data-kernel-id={group.kernelId}>
       <div className="jp-CommsPanel-kernelHeader">
@@ -227,27 +261,41 @@ function KernelGroup({
         {group.kernelName || 'kernel'} {group.kernelId.slice(0, 8)}
         {!group.sessions.length && ' · no notebook or console'}
       </div>
+      {group.activity && <Activity activity={group.activity} now={now} />}
       {expanded && live === 0 && (
         <p className="jp-CommsPanel-none">No open comms.</p>
       )}
       {expanded && model.canClose && (
         <TargetButtons group={group} model={model} />
       )}
-      {expanded && group.comms.length > 0 && (
-        <ul className="jp-CommsPanel-comms">
-          {group.comms.map(comm => (
-            <CommRow
-              key={comm.comm_id}
-              comm={comm}
-              label={label}
-              model={model}
-              selected={model.selected.has(comm.comm_id)}
-              canClose={model.canClose}
-              age={since(comm.opened_at, now)}
-              idle={since(comm.last_activity, now)}
-            />
-          ))}
-        </ul>
+      {expanded && tree.live.length > 0 && rows(tree.live)}
+      {expanded && group.leftBehind > 0 && (
+        <div
+          className="jp-CommsPanel-leftBehind"
+          role="group"
+          aria-label={`Left behind in ${label}`}
+        >
+          <div className="jp-CommsPanel-leftBehindHeader">
+            <span
+              className="jp-CommsPanel-leftBehindTitle"
+              title="Widget models no open widget uses any more (a closed widget's layout and style): they stay in the kernel and in every frontend until finished"
+            >
+              Left behind
+            </span>
+            <span className="jp-CommsPanel-count">
+              {group.leftBehind.toLocaleString()}
+            </span>
+            {model.canClose && (
+              <button
+                className="jp-mod-styled jp-CommsPanel-textButton"
+                onClick={() => void finishLeftBehind(model, group)}
+              >
+                Finish {group.leftBehind.toLocaleString()} left-behind
+              </button>
+            )}
+          </div>
+          {tree.leftBehind.length > 0 && rows(tree.leftBehind)}
+        </div>
       )}
       {expanded && group.more && (
         <button
@@ -300,12 +348,14 @@ function TargetButtons({
 }
 
 interface IRowProps {
-  comm: IComm;
+  node: ICommNode;
   /** The kernel's label, for the close dialog. */
   label: string;
   model: CommsModel;
   selected: boolean;
   canClose: boolean;
+  /** How many loaded models only this widget references (closed with it on request). */
+  dependents: number;
   age: string;
   idle: string;
 }
@@ -316,11 +366,17 @@ interface IRowProps {
  * long task per poll, up to 470 ms, measured with bench/lab_panel.py).
  */
 const CommRow = React.memo(function CommRow(props: IRowProps): JSX.Element {
-  const { comm, label, model, selected, canClose, age, idle } = props;
+  const { node, label, model, selected, canClose, dependents, age, idle } =
+    props;
+  const { comm, key, depth } = node;
   const id = comm.comm_id;
+  const name = widgetName(comm);
   return (
     <li
-      className={`jp-CommsPanel-comm jp-mod-${comm.status}`}
+      className={`jp-CommsPanel-comm jp-mod-${comm.status}${depth ? ' jp-mod-dependent' : ''}`}
+      style={
+        depth ? { paddingLeft: `calc(12px + ${depth} * 16px)` } : undefined
+      }
       data-comm-id={id}
       title={`Comm ${id}`}
     >
@@ -335,12 +391,22 @@ const CommRow = React.memo(function CommRow(props: IRowProps): JSX.Element {
       )}
       <div className="jp-CommsPanel-commText">
         <div className="jp-CommsPanel-commLine">
-          <span
-            className="jp-CommsPanel-targetName"
-            title={comm.target_name ?? undefined}
-          >
-            {comm.target_name ?? '(no target)'}
-          </span>
+          {key && <span className="jp-CommsPanel-refKey">{key}</span>}
+          {name ? (
+            <span
+              className="jp-CommsPanel-targetName jp-CommsPanel-widgetName"
+              title={widgetTitle(comm)}
+            >
+              {name}
+            </span>
+          ) : (
+            <span
+              className="jp-CommsPanel-targetName"
+              title={comm.target_name ?? undefined}
+            >
+              {comm.target_name ?? '(no target)'}
+            </span>
+          )}
           {comm.status !== 'open' && (
             <span className="jp-CommsPanel-status">{comm.status}</span>
           )}
@@ -366,7 +432,7 @@ const CommRow = React.memo(function CommRow(props: IRowProps): JSX.Element {
           className="jp-CommsPanel-iconButton"
           aria-label={`Close comm ${id}`}
           title={`Close comm ${id}`}
-          onClick={() => void closeOne(model, comm, label)}
+          onClick={() => void closeOne(model, comm, label, dependents)}
         >
           <closeIcon.react tag="span" />
         </button>
@@ -376,8 +442,12 @@ const CommRow = React.memo(function CommRow(props: IRowProps): JSX.Element {
 }, sameRow);
 
 function sameRow(a: IRowProps, b: IRowProps): boolean {
-  const [x, y] = [a.comm, b.comm];
+  const [x, y] = [a.node.comm, b.node.comm];
   return (
+    a.node.key === b.node.key &&
+    a.node.depth === b.node.depth &&
+    a.dependents === b.dependents &&
+    widgetName(x) === widgetName(y) &&
     a.label === b.label &&
     a.model === b.model &&
     a.selected === b.selected &&
@@ -392,6 +462,41 @@ function sameRow(a: IRowProps, b: IRowProps): boolean {
     x.messages.from_kernel === y.messages.from_kernel &&
     x.bytes.to_kernel === y.bytes.to_kernel &&
     x.bytes.from_kernel === y.bytes.from_kernel
+  );
+}
+
+/** "@jupyter-widgets/controls@2.0.0 · jupyter.widget": where the widget's class comes from. */
+function widgetTitle(comm: IComm): string {
+  const widget = comm.widget!;
+  const module = widget.model_module
+    ? `${widget.model_module}${widget.model_module_version ? `@${widget.model_module_version}` : ''}`
+    : widget.model_name;
+  return `${module} · ${comm.target_name ?? 'no target'}`;
+}
+
+/**
+ * When a user last touched a comm of this kernel, and when the kernel last sent one on its
+ * own: what tells an admin why the kernel is (or is not) idle for the culler.
+ */
+function Activity({
+  activity,
+  now
+}: {
+  activity: ICommActivity;
+  now: number;
+}): JSX.Element | null {
+  if (!activity.user && !activity.kernel) {
+    return null;
+  }
+  const when = (iso: string | null) =>
+    iso ? `${since(iso, now)} ago` : 'never';
+  return (
+    <div
+      className="jp-CommsPanel-activity"
+      title="When a user last touched a widget of this kernel (user activity), and when the kernel last sent a comm message on its own, from a timer or a thread (not activity: it does not keep the kernel from being culled)"
+    >
+      {`User ${when(activity.user)} · kernel on its own ${when(activity.kernel)}`}
+    </div>
   );
 }
 
