@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from queue import Empty
 from typing import Any, cast
 
+import zmq
+from jupyter_client.connect import ConnectionFileMixin
 from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
@@ -88,17 +90,27 @@ def comm_info_from_reply(reply: dict[str, Any], asked_at: float) -> CommInfo:
     )
 
 
-def send_comm_close(km: Any, comm_id: str) -> None:
+def connect_shell(km: Any) -> zmq.Socket[bytes]:
+    """A socket to the kernel's shell for `send_comm_close`, kept open while it is watched.
+
+    One per kernel, not one per close: a socket made, used and closed per message connects
+    anew each time and drops what it has not sent within jupyter_client's linger (1 s), which
+    lost closes of a bulk close under load.  It never blocks the server: nothing bounds its
+    queue, and the closes waiting in it are small.
+    """
+    # The plain connect_shell of jupyter_client, not the ZMQStream-returning override.
+    socket: zmq.Socket[bytes] = ConnectionFileMixin.connect_shell(km)
+    socket.setsockopt(zmq.SNDHWM, 0)
+    return socket
+
+
+def send_comm_close(km: Any, shell: zmq.Socket[bytes], comm_id: str) -> None:
     """Tell the kernel, on its main shell, that a comm is closed: its on_close callbacks run.
 
     Sent without a subshell id, so it reaches the main shell even when the frontend used a
-    subshell that is gone.  The socket lingers, so closing it right away still delivers.
+    subshell that is gone.
     """
-    stream = km.connect_shell()
-    try:
-        km.session.send(stream.socket, "comm_close", {"comm_id": comm_id, "data": {}})
-    finally:
-        stream.close()
+    km.session.send(shell, "comm_close", {"comm_id": comm_id, "data": {}})
 
 
 def comm_close_for_frontends(kernel_session: str | None, comm_id: str) -> dict[str, Any]:

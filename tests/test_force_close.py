@@ -156,3 +156,42 @@ async def test_force_close_ipywidgets_slider(
 async def _to_kernel(fetch_json, comm_id, n):
     model = await fetch_json("api", "comms", comm_id)
     return model["messages"]["to_kernel"] == n
+
+
+async def test_a_bulk_close_of_thousands_reaches_the_kernel(
+    jp_fetch, fetch_json, jp_serverapp, start_kernel
+):
+    """Every comm_close of a big bulk close arrives, though the kernel is slow to read
+    them: the server keeps one shell socket per kernel rather than one per close."""
+    n = 2000
+    kernel_id = await start_kernel()
+    client = jp_serverapp.kernel_manager.get_kernel(kernel_id).client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=30)
+        await client.execute_interactive(
+            "from comm import create_comm\n"
+            f"bulk = [create_comm(target_name='bulk') for _ in range({n})]",
+            timeout=60,
+        )
+        await wait_for(
+            lambda: _open_count(fetch_json, "bulk", n), timeout=60, what=f"{n} comms mirrored"
+        )
+        # the kernel is busy for a while: the closes queue up on its shell meanwhile
+        client.execute("import time; time.sleep(3)")
+        closed = await fetch_json("api", "comms", method="DELETE", params={"target_name": "bulk"})
+        assert len(closed) == n
+        await wait_for(
+            lambda: _kernel_says(
+                client,
+                "not [c for c in bulk if c.comm_id in get_ipython().kernel.comm_manager.comms]",
+            ),
+            timeout=60,
+            what="the kernel closed every one",
+        )
+    finally:
+        client.stop_channels()
+
+
+async def _open_count(fetch_json, target: str, n: int) -> bool:
+    return len(await fetch_json("api", "comms", params={"target_name": target})) == n

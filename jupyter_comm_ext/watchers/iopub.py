@@ -26,7 +26,7 @@ import zmq.asyncio
 from jupyter_client.connect import ConnectionFileMixin
 from tornado.ioloop import IOLoop
 
-from ..control import CommInfo, request_comm_info, send_comm_close
+from ..control import CommInfo, connect_shell, request_comm_info, send_comm_close
 from ..protocol import SKIM_ABOVE, Buffer, CommMessage, from_zmq
 from .base import KernelUnreachable, KernelWatcher
 
@@ -57,6 +57,8 @@ class IOPubWatcher(KernelWatcher):
         self.topics = [t.encode() for t in topics]
         self.queue_limit = queue_limit
         self.socket: Any = None
+        #: the kernel's shell, for the comm_close of a force-close (see `control.connect_shell`)
+        self._shell: zmq.Socket[bytes] | None = None
         self._queued: Any = None
         self._loop: IOLoop | None = None
         self._fd: int | None = None
@@ -140,7 +142,9 @@ class IOPubWatcher(KernelWatcher):
     def send_comm_close(self, comm_id: str) -> None:
         """Tell the kernel, on its main shell, that a comm is closed."""
         try:
-            send_comm_close(self.kernel_manager, comm_id)
+            if self._shell is None:
+                self._shell = connect_shell(self.kernel_manager)
+            send_comm_close(self.kernel_manager, self._shell, comm_id)
         except Exception as e:
             raise KernelUnreachable(f"cannot tell kernel {self.kernel_id}: {e!r}") from e
 
@@ -178,3 +182,7 @@ class IOPubWatcher(KernelWatcher):
         if self.socket is not None and not self.socket.closed:
             self.socket.close(linger=0)
         self.socket = None
+        # what waits in it was meant for a kernel that is gone or restarted
+        if self._shell is not None:
+            self._shell.close(linger=0)
+        self._shell = None
