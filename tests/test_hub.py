@@ -57,7 +57,13 @@ NOTEBOOK = "analysis/Untitled.ipynb"  # alice's first kernel runs it (a session)
 NO_EXTENSION_FOR_DAVE = """
 def no_extension_for_dave(spawner):
     if spawner.user.name == "dave":
-        spawner.args = [*spawner.args, "--ServerApp.jpserver_extensions=jupyter_comm_ext=False"]
+        # jupyterhub=True again: on jupyter_server < 2.15 the option replaces the singleuser
+        # extension's own entry (KeyError: 'jupyterhub-singleuser' at start)
+        spawner.args = [
+            *spawner.args,
+            "--ServerApp.jpserver_extensions=jupyter_comm_ext=False",
+            "--ServerApp.jpserver_extensions=jupyterhub=True",
+        ]
 
 c.Spawner.pre_spawn_hook = no_extension_for_dave
 """
