@@ -1,9 +1,11 @@
 """JupyterHub's idle culler against comm activity, on a real JupyterHub.
 
 jupyterhub-idle-culler (PyPI) runs as a Hub service and stops servers whose `last_activity`
-(as the Hub has it: what each single-user server reports every JUPYTERHUB_ACTIVITY_INTERVAL)
-is older than its timeout. A server whose only traffic is a widget timer is culled while
-the comms service is polled as its Hub page does; a server whose user drags a slider is not.
+as the Hub has it is older than its timeout: what each single-user server reports every
+JUPYTERHUB_ACTIVITY_INTERVAL, and what the proxy forwarded, read every
+JupyterHub.last_activity_interval. A server whose only traffic is a widget timer is culled
+while the comms service is polled as its Hub page does; a server whose user drags a slider
+is not.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ c.JupyterHub.load_roles.append({{
     "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
 }})
 c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] = "{REPORT}"
+# the proxy counts every request it forwards as the server's activity, and the Hub reads it
+# every last_activity_interval: the comms service asks servers directly (the proxy scope)
+c.JupyterHub.last_activity_interval = {REPORT}
+next(r for r in c.JupyterHub.load_roles if r["name"] == "comms-service")["scopes"].append("proxy")
 """
 
 
@@ -96,6 +102,7 @@ async def test_a_widget_timer_is_culled_a_dragged_slider_is_not(hub: Hub) -> Non
         await wait_for(idle_culled, IDLE + 2 * EVERY + 2 * REPORT + 5, "the idle server's cull")
         culled = time.monotonic() - left
         assert hub.server("dragger"), "culled while its user dragged a slider"
+        assert "Asking servers through the proxy" not in hub.log()  # but directly
         summary = await hub.api("api/summary")
         (entry,) = summary["servers"]
         assert entry["user"] == "dragger"

@@ -112,6 +112,8 @@ class Aggregator:
         # An own client: its max_clients must match our concurrency, or requests queue in it.
         self.http = AsyncHTTPClient(force_instance=True, max_clients=concurrency + 2)
         self._slots = asyncio.Semaphore(concurrency)
+        #: whether the Hub lets us read its routing table (the `proxy` scope); None: not asked
+        self._may_route: bool | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -135,6 +137,7 @@ class Aggregator:
                 raise
         else:
             users = await self._hub_users()
+        targets = await self._targets()
         found = []
         for model in users:
             for name, server in (model.get("servers") or {}).items():
@@ -142,17 +145,42 @@ class Aggregator:
                     server_name if server_name is not None else name
                 ):
                     continue
-                found.append(
-                    Server(
-                        model["name"], name, self._server_url(server), server.get("last_activity")
-                    )
-                )
+                url = self._server_url(server, targets.get(str(server.get("url"))))
+                found.append(Server(model["name"], name, url, server.get("last_activity")))
         return sorted(found, key=lambda s: (s.user, s.name))
 
-    def _server_url(self, server: dict[str, Any]) -> str:
-        """Where to reach a server: its `full_url` when the Hub has a public URL, else the
-        proxy URL we were given plus the server's path (`JUPYTERHUB_API_URL` is the Hub's
-        own port, which does not proxy `/user/...`)."""
+    async def _targets(self) -> dict[str, str]:
+        """Where the proxy sends each server's path, when the Hub lets us read its routing
+        table (`GET /hub/api/proxy`, the `proxy` scope): asked there directly, servers are
+        not kept alive by our polls, which the proxy counts as their activity and the Hub
+        reads every `JupyterHub.last_activity_interval`."""
+        if self._may_route is False:
+            return {}
+        try:
+            routes = await self._hub_get("proxy")
+        except HTTPClientError as e:
+            if e.code != 403:
+                raise
+            self._may_route = False
+            self.log.info(
+                "Asking servers through the proxy (no `proxy` scope to read the Hub's "
+                "routing table): the proxy counts our polls as their activity"
+            )
+            return {}
+        self._may_route = True
+        return {
+            str(route["routespec"]): str(route["target"])
+            for route in routes.values()
+            if str(route.get("target", "")).startswith("http://")
+        }
+
+    def _server_url(self, server: dict[str, Any], target: str | None = None) -> str:
+        """Where to reach a server: the proxy's target for it when we may read the Hub's
+        routing table, else its `full_url` when the Hub has a public URL, else the proxy URL
+        we were given plus the server's path (`JUPYTERHUB_API_URL` is the Hub's own port,
+        which does not proxy `/user/...`)."""
+        if target is not None:
+            return urljoin(target, str(server["url"]))
         if server.get("full_url"):
             return str(server["full_url"])
         return urljoin(self.proxy_url, str(server["url"]))
