@@ -15,10 +15,10 @@ import re
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from email.utils import parsedate_to_datetime
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any
 
 from jupyter_core.application import JupyterApp, base_aliases, base_flags
 from traitlets import Bool, Dict, Float, Integer, Unicode, default
@@ -33,7 +33,7 @@ class ExitStatuses:
     """Mixed into every command: its `--help` lists the exit statuses, and a bad option
     value exits with USAGE like an unknown option does."""
 
-    def emit_description(self) -> Iterator[str]:
+    def emit_description(self) -> Generator[str, None, None]:
         yield from super().emit_description()  # type: ignore[misc]
         yield "Exit status:"
         yield from (f"  {int(code)}  {meaning}" for code, meaning in EXIT_MEANINGS.items())
@@ -247,7 +247,7 @@ def kernel_label(kernel_id: str, labels: dict[str, str]) -> str:
 class FilterCommand(CommsCommand):
     """A command that selects comms with the API's filters."""
 
-    aliases: ClassVar[dict[str, Any]] = {
+    aliases = {
         **_common_aliases,
         "kernel": "FilterCommand.kernel",
         "target": "FilterCommand.target",
@@ -300,7 +300,7 @@ class FilterCommand(CommsCommand):
         if name in kernel_ids:
             return name
         by_path = {kid for kid, path in self.kernel_labels.items() if path == name}
-        matches = sorted(by_path or {k for k in kernel_ids if k.startswith(name)})
+        matches: list[str] = sorted(by_path or {k for k in kernel_ids if k.startswith(name)})
         if len(matches) == 1:
             return matches[0]
         if not matches:
@@ -385,7 +385,7 @@ class ListCommand(FilterCommand):
     jupyter comms list --status=left_behind
     jupyter comms list --kernel=analysis.ipynb --status=all --json
     """
-    flags: ClassVar[dict[str, Any]] = {**_common_flags, **_refresh_flag}
+    flags = {**_common_flags, **_refresh_flag}
 
     def run(self) -> None:
         self.print_models(*self.models({**self.query(), **self.refresh_query()}))
@@ -397,7 +397,7 @@ class SummaryCommand(CommsCommand):
     name = "jupyter-comms-summary"
     description = """Count the server's open, orphaned and left-behind comms, and their
     messages, per kernel and per target; --json prints the API's summary."""
-    flags: ClassVar[dict[str, Any]] = {**_common_flags, **_refresh_flag}
+    flags = {**_common_flags, **_refresh_flag}
 
     def run(self) -> None:
         summary = self.client.get_json("api/comms/summary", self.refresh_query())
@@ -453,7 +453,7 @@ class CloseCommand(FilterCommand):
     jupyter comms close --target=jupyter.widget --min-idle=1h
     jupyter comms close --target=jupyter.widget --kernel=analysis.ipynb --dry-run
     """
-    flags: ClassVar[dict[str, Any]] = {
+    flags = {
         **_common_flags,
         "dry-run": (
             {"CloseCommand": {"dry_run": True}},
@@ -547,7 +547,8 @@ class CommsApp(ExitStatuses, JupyterApp):
             print(f"jupyter comms: give a subcommand: {', '.join(self.subcommands)}\n")
             self.print_subcommands()
             self.exit(Exit.USAGE)
-        self.subapp.start()
+        else:
+            self.subapp.start()
 
 
 main = CommsApp.launch_instance
