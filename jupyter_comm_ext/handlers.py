@@ -49,7 +49,8 @@ class CommsBaseHandler(APIHandler):
 
     @property
     def mirror(self) -> CommMirror:
-        return self.settings["comm_mirror"]
+        mirror: CommMirror = self.settings["comm_mirror"]
+        return mirror
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         if status_code == 405:
@@ -169,7 +170,7 @@ class CommsHandler(CommsBaseHandler):
         self.check_arguments((*FILTERS, *PAGING, "refresh"))
         flt = self.comm_filter()
         limit, after = self.paging()
-        kernel_ids = [flt.kernel_id] if flt.kernel_id in self.kernel_manager else None
+        kernel_ids = None if flt.kernel_id is None else [flt.kernel_id]  # a known kernel
         await self.refresh_if_asked(kernel_ids)
         records = self.mirror.registry.query(flt)
         if limit is not None:
@@ -231,15 +232,25 @@ class CommHandler(CommsBaseHandler):
     @web.authenticated
     @authorized
     async def delete(self, comm_id: str) -> None:
-        """Force-close one comm: 204, or 404 if unknown or already closed."""
-        self.check_arguments(())
+        """Force-close one comm: 204, or 404 if unknown or already closed.
+
+        With `cascade=1`, also every widget model only it references, transitively (a box's
+        children, their layouts and styles): 200 with the closed models, it first.
+        """
+        self.check_arguments(("cascade",))
+        cascade = self.flag("cascade")
         closer = self.closer()
         self.mirror.sync_kernels()
         record = self.find(comm_id)
         if record.status == "closed":
             raise web.HTTPError(404, f"comm {comm_id!r} is already closed")
-        if not await self.force_close([record], closer):
+        records = self.mirror.registry.cascade(record) if cascade else [record]
+        closed = await self.force_close(records, closer)
+        if not closed:
             raise web.HTTPError(404, f"the kernel of comm {comm_id!r} is gone")
+        if cascade:
+            self.write_models(closed)
+            return
         self.set_status(204)
         self.finish()
 
