@@ -7,6 +7,7 @@ the REST API says at the same time, so the panel cannot pass by showing somethin
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -344,7 +345,8 @@ async def test_panel_names_widgets_and_finishes_what_close_leaves_behind(
         # closed in the kernel: its layout and style are left behind, and shown so
         ws = await server.connect(kernel_id, "v1")
         try:
-            await ws.run("slider.close()")
+            # (and a second slider, open, for the screenshots)
+            await ws.run("slider.close()\nkept = w.IntSlider(value=3)")
             left = group.get_by_role("group", name="Left behind in widgets.ipynb")
             finish = left.get_by_role("button", name="Finish 2 left-behind")
             await finish.wait_for()
@@ -353,7 +355,8 @@ async def test_panel_names_widgets_and_finishes_what_close_leaves_behind(
             assert set(shown) == dependents
 
             # the admin page says the same, and filters on it
-            admin = await tab.context.new_page()
+            admin = await browser.new_page(viewport={"width": 1300, "height": 700})
+            admin.set_default_timeout(BROWSER_TIMEOUT)
             await admin.goto(f"{server.url}/comms/?token={server.token}")
             await admin.locator("#summary", has_text="2 left behind").wait_for()
             await admin.locator("tr.kernel button.left-behind", has_text="2 left behind").click()
@@ -363,6 +366,8 @@ async def test_panel_names_widgets_and_finishes_what_close_leaves_behind(
             await admin.screenshot(path=screenshots / "admin-left-behind.png", full_page=True)
             await admin.close()
 
+            await tab.set_viewport_size({"width": 1280, "height": 1000})
+            await group.locator(".jp-CommsPanel-widgetName", has_text="IntSlider").wait_for()
             await panel.screenshot(path=screenshots / "panel-widgets-light.png")
             await run_command(tab, "Use Theme: JupyterLab Dark")
             dark = tab.locator('body[data-jp-theme-name="JupyterLab Dark"]')
@@ -377,16 +382,19 @@ async def test_panel_names_widgets_and_finishes_what_close_leaves_behind(
             await left.wait_for(state="detached")
             query = f"/api/comms?status=left_behind&kernel_id={kernel_id}"
             assert await server.get_json(query) == []
-            box_tree = set(models) - dependents - {slider_id}
-            await ws.eventually(f"{KERNEL_WIDGET_COMMS} == {box_tree!r}")
+            await ws.eventually(f"{KERNEL_WIDGET_COMMS}.isdisjoint({dependents | {slider_id}!r})")
+            widgets = await server.get_json(f"/api/comms?kernel_id={kernel_id}")
+            in_kernel = ast.literal_eval(await ws.evaluate(KERNEL_WIDGET_COMMS))
+            assert in_kernel == {m["comm_id"] for m in widgets if m["widget"]}
 
             # closing the box offers its dependents; taking them closes the whole tree
             await group.get_by_role("button", name=f"Close comm {box_id}").first.click()
+            box_tree = set(models) - dependents - {slider_id}
             offer = f"Close with {len(box_tree) - 1} dependents"
             await tab.locator(".jp-Dialog").get_by_role("checkbox", name=re.compile(offer)).check()
             await accept_dialog(tab, f"Close comm {box_id}?")
             await panel.get_by_text(f"Closed {len(box_tree)} comms.").wait_for()
-            await ws.eventually(f"{KERNEL_WIDGET_COMMS} == set()")
+            await ws.eventually(f"{KERNEL_WIDGET_COMMS}.isdisjoint({box_tree!r})")
         finally:
             ws.close()
 

@@ -371,6 +371,8 @@ const CommRow = React.memo(function CommRow(props: IRowProps): JSX.Element {
   const { comm, key, depth } = node;
   const id = comm.comm_id;
   const name = widgetName(comm);
+  const times = `by ${comm.origin} · age\u00a0${age} · idle\u00a0${idle}`;
+  const flows = `${traffic('↑', comm.messages, comm.bytes, 'to_kernel')} · ${traffic('↓', comm.messages, comm.bytes, 'from_kernel')}`;
   return (
     <li
       className={`jp-CommsPanel-comm jp-mod-${comm.status}${depth ? ' jp-mod-dependent' : ''}`}
@@ -378,7 +380,7 @@ const CommRow = React.memo(function CommRow(props: IRowProps): JSX.Element {
         depth ? { paddingLeft: `calc(12px + ${depth} * 16px)` } : undefined
       }
       data-comm-id={id}
-      title={`Comm ${id}`}
+      title={depth ? `Comm ${id}\n${times}\n${flows}` : `Comm ${id}`}
     >
       {canClose && (
         <input
@@ -412,20 +414,23 @@ const CommRow = React.memo(function CommRow(props: IRowProps): JSX.Element {
           )}
           <code className="jp-CommsPanel-id">{id.slice(0, 8)}</code>
         </div>
-        <div
-          className="jp-CommsPanel-commLine jp-CommsPanel-times"
-          title="Who opened it, how long ago, and how long since its last message"
-        >
-          {`by ${comm.origin} · age\u00a0${age} · idle\u00a0${idle}`}
-        </div>
-        <div
-          className="jp-CommsPanel-commLine jp-CommsPanel-traffic"
-          title="Messages and bytes to the kernel (↑) and from the kernel (↓)"
-        >
-          {traffic('↑', comm.messages, comm.bytes, 'to_kernel')}
-          {' · '}
-          {traffic('↓', comm.messages, comm.bytes, 'from_kernel')}
-        </div>
+        {/* a nested model is one line: its times and traffic are in its tooltip */}
+        {!depth && (
+          <>
+            <div
+              className="jp-CommsPanel-commLine jp-CommsPanel-times"
+              title="Who opened it, how long ago, and how long since its last message"
+            >
+              {times}
+            </div>
+            <div
+              className="jp-CommsPanel-commLine jp-CommsPanel-traffic"
+              title="Messages and bytes to the kernel (↑) and from the kernel (↓)"
+            >
+              {flows}
+            </div>
+          </>
+        )}
       </div>
       {canClose && (
         <button
