@@ -118,7 +118,7 @@ class CommMirror(LoggingConfigurable):
             on_restart=self.kernel_restarted,
             on_gone=self.forget_kernel,
         )
-        self._reconciles: dict[str, asyncio.Future] = {}
+        self._reconciles: dict[str, asyncio.Future[None]] = {}
 
     # -- traffic -----------------------------------------------------------------------
 
@@ -347,8 +347,10 @@ class CommMirror(LoggingConfigurable):
     async def kernel_session(self, kernel_id: str) -> str | None:
         """The kernel's Session id: learnt from its messages, else asked on control."""
         watcher = self.watchers.get(kernel_id)
-        if watcher is None or watcher.kernel_session:
-            return watcher and watcher.kernel_session
+        if watcher is None:
+            return None
+        if watcher.kernel_session:
+            return watcher.kernel_session
         try:
             info = await watcher.comm_info(self.reconcile_timeout)
         except KernelUnreachable as e:
@@ -370,7 +372,7 @@ class CommMirror(LoggingConfigurable):
         data.update({k: v for k, v in extra.items() if v is not None})
         self.emit_event(data)
 
-    def emit_event(self, data: dict) -> None:
+    def emit_event(self, data: dict[str, Any]) -> None:
         if self.event_logger is not None:
             self.event_logger.emit(schema_id=COMM_EVENT_SCHEMA, data=data)
 

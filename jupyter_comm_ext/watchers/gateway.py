@@ -51,7 +51,7 @@ class GatewayKernelWatcher(KernelWatcher):
         kernel_manager: Any,
         on_comm: Callable[[str, CommMessage], None],
         on_problem: Callable[[str, Exception], None],
-        log: logging.Logger | logging.LoggerAdapter,
+        log: logging.Logger | logging.LoggerAdapter[Any],
         pack: Callable[[Any], bytes],
         on_reconnect: Callable[[str], None],
     ) -> None:
@@ -60,9 +60,9 @@ class GatewayKernelWatcher(KernelWatcher):
         self.on_reconnect = on_reconnect
         self.session = Session(username="jupyter_comm_ext")
         self._ws: Any = None
-        self._replies: dict[str, asyncio.Future] = {}
-        self._task: asyncio.Task | None = None
-        self._connected: asyncio.Future = asyncio.Future()
+        self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._connected: asyncio.Future[bool] = asyncio.Future()
         self.connect()
 
     def connect(self) -> None:
@@ -107,7 +107,8 @@ class GatewayKernelWatcher(KernelWatcher):
         url = url_path_join(
             gateway.ws_url or "", gateway.kernels_endpoint, url_escape(self.kernel_id), "channels"
         )
-        return await websocket_connect(HTTPRequest(url, **gateway.load_connection_args()))
+        args = gateway.load_connection_args()  # type: ignore[no-untyped-call]
+        return await websocket_connect(HTTPRequest(url, **args))
 
     def _on_frame(self, frame: str | bytes) -> None:
         try:
@@ -120,7 +121,7 @@ class GatewayKernelWatcher(KernelWatcher):
         except Exception as e:
             self.on_problem(self.kernel_id, e)
 
-    def _on_reply(self, msg: dict) -> None:
+    def _on_reply(self, msg: dict[str, Any]) -> None:
         future = self._replies.pop(msg.get("parent_header", {}).get("msg_id"), None)
         if future is not None and not future.done():
             future.set_result(msg)
@@ -131,7 +132,7 @@ class GatewayKernelWatcher(KernelWatcher):
         except asyncio.TimeoutError:
             return False
 
-    def _send(self, channel: str, msg_type: str, content: dict) -> dict:
+    def _send(self, channel: str, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
         if self._ws is None:
             raise KernelUnreachable(f"no websocket to the gateway for kernel {self.kernel_id}")
         msg = self.session.msg(msg_type, content)
