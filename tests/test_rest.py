@@ -126,6 +126,7 @@ async def test_summary_counts_without_models(api, fetch_json, jp_ws_fetch, start
         "left_behind": 0,
         "messages": {"to_kernel": 0, "from_kernel": 0},
         "bytes": {"to_kernel": 0, "from_kernel": 0},
+        "comm_activity": {"user": None, "kernel": None},  # no comm moved on it
     }
     assert summary["by_target"] == {
         t: {"open": 1, "orphaned": 0, "left_behind": 0} for t in ("alpha", "beta", "front")
