@@ -60,7 +60,7 @@ c.Spawner.environment = {{"COMMS_HUB_TEST": "{marker}", "JUPYTER_PLATFORM_DIRS":
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 
-# -- the README's snippet (section JupyterHub), but for the ports and the extra arguments --------
+# -- docs/hub.md's snippet, but for the ports and the extra arguments ------------------------
 c.JupyterHub.services = [
     {{
         "name": "{service}",

@@ -551,4 +551,12 @@ class CommsApp(ExitStatuses, JupyterApp):
             self.subapp.start()
 
 
-main = CommsApp.launch_instance
+def main(argv: list[str] | None = None) -> None:
+    """`jupyter comms`; a reader that stops early (`jupyter comms list | head`) ends the
+    output quietly, as with other Unix tools."""
+    try:
+        CommsApp.launch_instance(argv)
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it where a write cannot fail
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(Exit.OK)

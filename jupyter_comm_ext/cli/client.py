@@ -23,7 +23,7 @@ from typing import Any
 
 
 class Exit(IntEnum):
-    """Exit statuses, one per way a command can fail (listed in `--help` and the README)."""
+    """Exit statuses, one per way a command can fail (in `--help` and docs/user/cli.md)."""
 
     OK = 0
     BUG = 1  # what Python exits with on an uncaught exception
