@@ -207,9 +207,10 @@ async def test_lists_comm_opened_in_kernel(
     await row.wait_for()
     cells = await row.locator("td").all_text_contents()
     model = await api_comm(fetch_json, comm_id)
-    assert cells[1:4] == ["probe", model["origin"], comm_id[:8]]
+    # target, model (none: not a widget), origin, id
+    assert cells[1:5] == ["probe", "", model["origin"], comm_id[:8]]
     messages = model["messages"]
-    assert cells[6:8] == [str(messages["to_kernel"]), str(messages["from_kernel"])]
+    assert cells[7:9] == [str(messages["to_kernel"]), str(messages["from_kernel"])]
     group = page.tab.locator("#comms tr.kernel", has_text=kernel_id[:8])
     assert "python3" in await group.text_content()
     await group.locator(".state-idle").wait_for()
