@@ -455,7 +455,7 @@ async def scale(cfg: dict[str, Any], result: dict[str, Any], log: Callable[[str]
         )
         checks.add(
             "by_target and by_origin add up",
-            s["by_target"] == {"jupyter.widget": {"open": total, "orphaned": 0}}
+            s["by_target"] == {"jupyter.widget": {"open": total, "orphaned": 0, "left_behind": 0}}
             and s["by_origin"]["kernel"] == total,
             {"by_target": s["by_target"], "by_origin": s["by_origin"]},
         )

@@ -101,10 +101,13 @@ class TestNodelayForGood:
 
 
 class TestNodelayOff:
-    @pytest.fixture
-    def jp_server_config(self, jp_server_config: Config) -> Config:
+    """Off, by its name or by its former one (`CommTap.websocket_nodelay`, still honoured)."""
+
+    @pytest.fixture(params=["WebsocketNodelay.enabled", "CommTap.websocket_nodelay"])
+    def jp_server_config(self, request: pytest.FixtureRequest, jp_server_config: Config) -> Config:
+        section, name = request.param.split(".")
         config = Config(jp_server_config)
-        config.WebsocketNodelay.enabled = False
+        config[section][name] = False
         return config
 
     async def test_stock_behaviour_when_off(self, jp_serverapp, jp_ws_fetch, start_kernel):
@@ -114,25 +117,6 @@ class TestNodelayOff:
         await ws.execute("pass")
         assert not server_side_nodelay(connection)
         assert not hasattr(connection, "_push_pending")  # the websocket is the stock one
-        ws.close()
-
-
-class TestDeprecatedName:
-    """`CommTap.websocket_nodelay`, the setting's former name, still works, with a warning."""
-
-    @pytest.fixture
-    def jp_server_config(self, jp_server_config: Config) -> Config:
-        config = Config(jp_server_config)
-        config.CommTap.websocket_nodelay = False
-        return config
-
-    async def test_former_name_still_turns_it_off(self, jp_serverapp, jp_ws_fetch, start_kernel):
-        kernel_id = await start_kernel()
-        ws = await KernelWS.connect(jp_ws_fetch, kernel_id, "v1")
-        connection = connection_of(jp_serverapp, kernel_id)
-        await ws.execute("pass")
-        assert not server_side_nodelay(connection)
-        assert not hasattr(connection, "_push_pending")
         ws.close()
 
 
