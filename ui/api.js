@@ -48,6 +48,12 @@ function noteClock(response, sentAt) {
   clockSkew = Math.abs(skew) > 2000 ? skew : 0;
 }
 
+/**
+ * jupyter_server counts requests to its own routes as the user's activity, which would keep
+ * an abandoned server from being culled while this page polls; ours never count.
+ */
+const NOT_ACTIVITY = { no_track_activity: 1 };
+
 async function request(method, path, params = {}) {
   const url = new URL(baseUrl + path, window.location.origin);
   for (const [key, value] of Object.entries(params)) {
@@ -78,8 +84,8 @@ async function request(method, path, params = {}) {
 export const api = {
   comms: filters => request('GET', 'api/comms', filters),
   summary: () => request('GET', 'api/comms/summary'),
-  kernels: () => request('GET', 'api/kernels'),
-  sessions: () => request('GET', 'api/sessions'),
+  kernels: () => request('GET', 'api/kernels', NOT_ACTIVITY),
+  sessions: () => request('GET', 'api/sessions', NOT_ACTIVITY),
   closeComm: commId =>
     request('DELETE', `api/comms/${encodeURIComponent(commId)}`),
   closeMatching: filters => request('DELETE', 'api/comms', filters)

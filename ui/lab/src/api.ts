@@ -79,6 +79,12 @@ export interface IPage {
 }
 
 /** A failed request, with the server's `message` when it sent one. */
+/**
+ * jupyter_server counts requests to its own routes as the user's activity, which would keep
+ * an abandoned server from being culled while the panel polls; ours never count.
+ */
+const NOT_ACTIVITY = { no_track_activity: '1' };
+
 export class CommsError extends Error {
   constructor(
     readonly status: number,
@@ -149,12 +155,12 @@ export class CommsAPI {
 
   /** The server's sessions: which notebook or console each kernel belongs to. */
   async sessions(): Promise<Session.IModel[]> {
-    return (await this.request('api/sessions')).json();
+    return (await this.request('api/sessions', NOT_ACTIVITY)).json();
   }
 
   /** The server's kernels (their names, and the ones no session holds). */
   async kernels(): Promise<Kernel.IModel[]> {
-    return (await this.request('api/kernels')).json();
+    return (await this.request('api/kernels', NOT_ACTIVITY)).json();
   }
 
   /**
