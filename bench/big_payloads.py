@@ -2,7 +2,7 @@
 
     python bench/big_payloads.py                       # v1, every case, ~5 minutes
     python bench/big_payloads.py --slices 3 --case k2f-json-20MB
-    python bench/big_payloads.py --code HEAD --variant before=@f16cfbf --protocol legacy
+    python bench/big_payloads.py --code HEAD --variant before=@ffce488 --protocol legacy
 
 Data-heavy widgets (figures, data grids, maps) send megabytes of JSON state or binary
 buffers per message.  Each case sends a batch of such comm messages, kernel to frontend

@@ -4,7 +4,7 @@
         --variant "no-watcher-traffic=--CommMirror.iopub_topics=['zzz-']" \\
         --variant "nagle=--WebsocketNodelay.enabled=False" \\
         --variant "before=@85bb218"
-    python bench/variants.py --widget --variant "before=@3efc3ac"   # a slider's traffic
+    python bench/variants.py --widget --variant "before=@dfa4713"   # a slider's traffic
 
 A variant is a server with the extension and extra command-line arguments, or the package
 at a git ref (``@ref``, archived like ``run.py --code``), or both (``@ref ARGS...``).  Stock,
