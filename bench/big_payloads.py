@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import random
-import shlex
 import shutil
 import statistics
 import sys
@@ -44,6 +43,7 @@ from jupyter_server.services.kernels.connection.base import (  # noqa: E402
 from bench.clients import PROTOCOLS, KernelClient, msg_type_mark  # noqa: E402
 from bench.run import _snapshots, in_slices, paired, snapshot  # noqa: E402
 from bench.servers import Server  # noqa: E402
+from bench.variants import variant  # noqa: E402
 
 MB = 1_000_000
 #: name -> (direction, kind, messages per batch, bytes per message)
@@ -235,23 +235,13 @@ async def run_all(
     """Every case on each protocol; `code`: a directory the extension is imported from."""
     report: dict[str, Any] = {}
     for protocol in protocols:
-        run = Run(protocol, dict(variant(spec) for spec in variants), code)
+        run = Run(protocol, dict(variant(spec, SERVER_ARGS) for spec in variants), code)
         try:
             await run.start()
             report[protocol] = await measure(run, cases, slices, log)
         finally:
             await run.shutdown()
     return report
-
-
-def variant(spec: str) -> tuple[str, Server]:
-    """An extension server from ``name=[@ref] ARGS...`` (as in bench/variants.py)."""
-    name, sep, rest = spec.partition("=")
-    if not sep or not name or name in ("stock", "stock_aa", "ext"):
-        raise argparse.ArgumentTypeError(f"want NAME=[@ref] ARGS..., got {spec!r}")
-    args = shlex.split(rest)
-    code = snapshot(args.pop(0)[1:]) if args and args[0].startswith("@") else None
-    return name, Server(name, True, [*SERVER_ARGS, *args], code)
 
 
 def pct(p: dict[str, Any]) -> str:

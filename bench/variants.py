@@ -22,6 +22,7 @@ import random
 import shlex
 import shutil
 import sys
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -44,14 +45,14 @@ from bench.servers import Server, exit_on_signals  # noqa: E402
 RT_N, FLOOD_N = 25, 1000
 
 
-def variant(spec: str) -> tuple[str, Server]:
-    """A server from ``name=[@ref] ARGS...``."""
+def variant(spec: str, base_args: Sequence[str] = ()) -> tuple[str, Server]:
+    """A server from ``name=[@ref] ARGS...``, its arguments after `base_args`."""
     name, sep, rest = spec.partition("=")
     if not sep or not name or name in ("stock", "stock_aa", "ext"):
         raise argparse.ArgumentTypeError(f"want NAME=[@ref] ARGS..., got {spec!r}")
     args = shlex.split(rest)
     code = snapshot(args.pop(0)[1:]) if args and args[0].startswith("@") else None
-    return name, Server(name, True, args, code)
+    return name, Server(name, True, [*base_args, *args], code)
 
 
 async def compare(
