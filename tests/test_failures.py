@@ -69,8 +69,11 @@ async def test_orphans_are_closed_in_the_kernel_only(
     await wait_for(lambda: _comms(fetch_json, 1), what="closed by the frontend")
     await ws.execute("kernel.shell_handlers['comm_close'] = kernel.comm_manager.comm_close")
     extension(jp_serverapp).mirror.orphan_grace = 0
-    await asyncio.sleep(0.1)
-    orphans = await fetch_json("api", "comms", params={"status": "orphaned", "refresh": "1"})
+    # an orphan needs the kernel idle as the server sees it (its activity stream may lag the
+    # websocket's idle a moment): ask again until it is
+    orphans = await wait_for(
+        lambda: _refreshed_orphans(fetch_json), timeout=10, what="the orphan found"
+    )
     assert [m["comm_id"] for m in orphans] == [orphan]
 
     # status=orphaned alone is a filter: finish every orphan in one request
@@ -82,6 +85,10 @@ async def test_orphans_are_closed_in_the_kernel_only(
         await ws.recv(comm_msgs(ws, "comm_close", orphan), timeout=1.0)
     assert [m["target_name"] for m in await fetch_json("api", "comms")] == ["y"]
     ws.close()
+
+
+async def _refreshed_orphans(fetch_json):
+    return await fetch_json("api", "comms", params={"status": "orphaned", "refresh": "1"})
 
 
 async def _comms(fetch_json, n):
