@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from tornado.httpclient import HTTPClientError
+
+
+@asynccontextmanager
+async def kernel_client(jp_serverapp: Any, kernel_id: str) -> AsyncIterator[Any]:
+    """A jupyter_client client of one of the server's kernels, ready, with no frontend."""
+    client = jp_serverapp.kernel_manager.get_kernel(kernel_id).client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=30)
+        yield client
+    finally:
+        client.stop_channels()
 
 
 def extension(jp_serverapp: Any) -> Any:

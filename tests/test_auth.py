@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 
 import pytest
-from inprocess import status_of
+from inprocess import kernel_client, status_of
 from jupyter_server.auth.authorizer import AllowAllAuthorizer
 from waiting import wait_for
 
@@ -27,15 +27,10 @@ def jp_server_config(jp_server_config, request):
 async def open_one_comm(jp_serverapp, fetch_json, start_kernel, target="x"):
     """A kernel with one kernel-opened comm, made without any frontend."""
     kernel_id = await start_kernel()
-    client = jp_serverapp.kernel_manager.get_kernel(kernel_id).client()
-    client.start_channels()
-    try:
-        await client.wait_for_ready(timeout=30)
+    async with kernel_client(jp_serverapp, kernel_id) as client:
         await client.execute_interactive(
             f"from comm import create_comm; c = create_comm(target_name={target!r})", timeout=30
         )
-    finally:
-        client.stop_channels()
     (model,) = await wait_for(lambda: fetch_json("api", "comms"), what="mirrored")
     return model
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from inprocess import status_of
+from inprocess import kernel_client, status_of
 from kernel_code import KERNEL_SAW_CLOSE, OPEN_WATCHED_COMM
 from waiting import wait_for
 from wsclient import PROTOCOLS, KernelWS, comm_msgs, widget_opened
@@ -51,17 +51,12 @@ async def test_delete_closes_everywhere(jp_fetch, fetch_json, jp_ws_fetch, start
 
 async def test_delete_without_frontend(jp_fetch, fetch_json, jp_serverapp, start_kernel):
     kernel_id = await start_kernel()
-    client = jp_serverapp.kernel_manager.get_kernel(kernel_id).client()
-    client.start_channels()
-    try:
-        await client.wait_for_ready(timeout=30)
+    async with kernel_client(jp_serverapp, kernel_id) as client:
         await client.execute_interactive(OPEN_WATCHED_COMM.format(target="probe"), timeout=30)
         models = await wait_for(lambda: fetch_json("api", "comms"), what="mirrored")
         code, _ = await status_of(jp_fetch, "api", "comms", models[0]["comm_id"], method="DELETE")
         assert code == 204
         await wait_for(lambda: _kernel_says(client, KERNEL_SAW_CLOSE), what="kernel closed")
-    finally:
-        client.stop_channels()
 
 
 async def _kernel_says(client, expression):
@@ -165,10 +160,7 @@ async def test_a_bulk_close_of_thousands_reaches_the_kernel(
     them: the server keeps one shell socket per kernel rather than one per close."""
     n = 2000
     kernel_id = await start_kernel()
-    client = jp_serverapp.kernel_manager.get_kernel(kernel_id).client()
-    client.start_channels()
-    try:
-        await client.wait_for_ready(timeout=30)
+    async with kernel_client(jp_serverapp, kernel_id) as client:
         await client.execute_interactive(
             "from comm import create_comm\n"
             f"bulk = [create_comm(target_name='bulk') for _ in range({n})]",
@@ -189,8 +181,6 @@ async def test_a_bulk_close_of_thousands_reaches_the_kernel(
             timeout=60,
             what="the kernel closed every one",
         )
-    finally:
-        client.stop_channels()
 
 
 async def _open_count(fetch_json, target: str, n: int) -> bool:
