@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -111,6 +112,23 @@ async def test_first_contact_with_a_running_kernel_reconciles(
     await ws.recv(comm_msgs(ws, "comm_close"))
     await wait_for(lambda: _open_count(fetch_json, kernel_id, 1), what="one closed")
     ws.close()
+
+
+async def test_waiting_for_a_stopped_watcher_is_no_error(jp_serverapp, start_kernel):
+    # A frontend connecting waits for the watcher's subscription; if the watcher stops or
+    # reconnects (the kernel went away or restarted) meanwhile, the frontend's websocket
+    # must stay open, so the wait ends without raising.
+    kernel_id = await start_kernel()
+    watcher = extension(jp_serverapp).mirror.watchers[kernel_id]
+    watcher.connect()
+    waiting = asyncio.ensure_future(watcher.subscribed(10))
+    await asyncio.sleep(0)
+    watcher.connect()
+    assert await waiting is True
+    watcher.connect()
+    waiting = asyncio.ensure_future(watcher.subscribed(10))
+    watcher.close()
+    assert await waiting is False
 
 
 async def test_refresh_answers_while_the_kernel_is_busy(fetch_json, jp_ws_fetch, start_kernel):

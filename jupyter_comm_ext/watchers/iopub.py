@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -112,14 +113,28 @@ class IOPubWatcher(KernelWatcher):
             monitor.close(linger=0)
 
     async def subscribed(self, timeout: float) -> bool:
-        """Wait (bounded) for the subscription's handshake; False on timeout."""
-        if self._handshake is None:
-            return False
-        try:
-            await asyncio.wait_for(asyncio.shield(self._handshake), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+        """Wait (bounded) for the subscription's handshake; False on timeout or once the
+        watcher stopped.
+
+        A reconnect (the kernel restarted) replaces the handshake: then wait for the new
+        one. A stopped watcher is no error of the caller's: a frontend connecting at that
+        moment must keep its websocket.
+        """
+        deadline = time.monotonic() + timeout
+        while self._handshake is not None:
+            handshake = self._handshake
+            try:
+                remaining = max(deadline - time.monotonic(), 0)
+                await asyncio.wait_for(asyncio.shield(handshake), remaining)
+                return True
+            except asyncio.TimeoutError:
+                return False
+            except asyncio.CancelledError:
+                if not handshake.cancelled():
+                    raise  # the caller was cancelled
+                if self._handshake is handshake:
+                    return False  # stopped, not reconnected
+        return False
 
     def _on_recv(self, msg_list: list[Buffer]) -> None:
         # Never raise: pyzmq stops calling a stream's callback after it raises once.
