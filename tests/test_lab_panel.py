@@ -511,7 +511,7 @@ async def test_panel_pages_ten_thousand_comms_of_a_kernel_without_session(
         await open_lab(tab, server)
         panel = await show_panel(tab)
         group = panel.locator(f'[data-kernel-id="{kernel_id}"]')
-        await group.get_by_text(f"Kernel python3 {kernel_id[:8]}").wait_for()
+        await group.get_by_text(f"python3 · {kernel_id[:8]}").wait_for()
         more = group.get_by_role("button", name="Show 50 more (50 of 10,000 shown)")
         await more.wait_for()
         rows = group.locator("[data-comm-id]")

@@ -525,11 +525,14 @@ export function widgetName(comm: IComm): string | null {
   return name ? name.replace(/Model$/, '') || name : null;
 }
 
-/** A kernel's label: its first notebook's path, or its id for kernels of no session. */
+/**
+ * A kernel's label: its first notebook's path; a kernel of no session by its name and
+ * short id ("python3 · 5b7a1c2d"), as the admin page names it.
+ */
 export function kernelLabel(group: IKernelGroup): string {
   return (
     group.sessions[0]?.path ??
-    `Kernel ${group.kernelName} ${group.kernelId.slice(0, 8)}`
+    `${group.kernelName} · ${group.kernelId.slice(0, 8)}`
   );
 }
 

@@ -258,8 +258,9 @@ function KernelGroup({
         className="jp-CommsPanel-kernelInfo"
         title={`Kernel ${group.kernelId}`}
       >
-        {group.kernelName || 'kernel'} {group.kernelId.slice(0, 8)}
-        {!group.sessions.length && ' · no notebook or console'}
+        {group.sessions.length
+          ? `${group.kernelName || 'kernel'} · ${group.kernelId.slice(0, 8)}`
+          : 'no notebook or console'}
       </div>
       {group.activity && <Activity activity={group.activity} now={now} />}
       {expanded && live === 0 && (
