@@ -388,6 +388,44 @@ async def test_bulk_close_idle(open_page, start_kernel, jp_ws_fetch, fetch_json)
     ws.close()
 
 
+@needs_browser
+async def test_finish_left_behind(open_page, start_kernel, jp_ws_fetch, fetch_json) -> None:
+    _, ws = await connect(start_kernel, jp_ws_fetch)
+    # a closed slider leaves its Layout and SliderStyle open; a second slider stays whole
+    await ws.execute(
+        "import ipywidgets\n"
+        "gone, kept = ipywidgets.IntSlider(), ipywidgets.IntSlider()\n"
+        "left = [gone.layout.comm.comm_id, gone.style.comm.comm_id]\n"
+        "gone.close()"
+    )
+
+    async def left_behind() -> list[str]:
+        models = await fetch_json("api", "comms", params={"status": "left_behind"})
+        return [m["comm_id"] for m in models]
+
+    await wait_for(lambda: _count_is(left_behind, 2), timeout=20, what="2 left behind")
+    left = await left_behind()
+    page = await open_page("finish-left-behind")
+    button = page.tab.get_by_role("button", name="Finish left-behind…")
+    await page.tab.locator("#summary", has_text="2 left behind").wait_for()
+    await button.click()
+    await page.confirm("Finish 2 left-behind models, and the models only they use?")
+    await page.tab.locator("#notice", has_text="Finished 2 left-behind models.").wait_for()
+    for comm_id in left:
+        await page.row(comm_id).wait_for(state="detached")
+    await page.snap()
+    assert await left_behind() == []
+    held = await kernel_comms(ws)
+    assert not set(left) & set(held)
+    assert len(held) == 3  # the kept slider, its layout and its style
+    await wait_for(button.is_disabled, timeout=20, what="the button off with none left")
+    ws.close()
+
+
+async def _count_is(listing: Any, n: int) -> bool:
+    return len(await listing()) == n
+
+
 async def _idle_at_least(fetch_json: Any, comm_ids: list[str], seconds: float) -> bool:
     models = await fetch_json("api", "comms", params={"min_idle": str(seconds)})
     return set(comm_ids) <= {m["comm_id"] for m in models}
