@@ -1,7 +1,7 @@
 """Big comm messages through the server: stock against the extension, in the same slices.
 
     python bench/big_payloads.py                       # v1, every case, ~5 minutes
-    python bench/big_payloads.py --slices 3 --case k2f-json-20MB
+    python bench/big_payloads.py --slices 3 --case k2f-json-10x20MB
     python bench/big_payloads.py --code HEAD --variant before=@ffce488 --protocol legacy
 
 Data-heavy widgets (figures, data grids, maps) send megabytes of JSON state or binary
@@ -46,18 +46,20 @@ from bench.servers import Server  # noqa: E402
 from bench.variants import variant  # noqa: E402
 
 MB = 1_000_000
-#: name -> (direction, kind, messages per batch, bytes per message)
-CASES = {
-    f"{direction}-{kind}-{size}MB": (direction, kind, n, size * MB)
-    for direction in ("k2f", "f2k")
-    for kind in ("json", "buffers")
-    for n, size in ((10, 20), (100, 1))
-}
-SMOKE_CASES = {
-    f"{direction}-{kind}-1MB": (direction, kind, 3, MB)
-    for direction in ("k2f", "f2k")
-    for kind in ("json", "buffers")
-}
+
+
+def _cases(batches: tuple[tuple[int, int], ...]) -> dict[str, tuple[str, str, int, int]]:
+    """name ("k2f-json-10x20MB") -> (direction, kind, messages per batch, bytes each)"""
+    return {
+        f"{direction}-{kind}-{n}x{size}MB": (direction, kind, n, size * MB)
+        for direction in ("k2f", "f2k")
+        for kind in ("json", "buffers")
+        for n, size in batches
+    }
+
+
+CASES = _cases(((10, 20), (100, 1)))
+SMOKE_CASES = _cases(((3, 1),))
 #: tornado refuses websocket messages over 10 MiB by default: every server takes 1 GB
 SERVER_ARGS = ['--ServerApp.tornado_settings={"websocket_max_message_size": 1073741824}']
 COMM_MSG = msg_type_mark("comm_msg")
