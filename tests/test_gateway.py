@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from inprocess import captured, extension
 from jupyter_server.gateway.gateway_client import GatewayClient
@@ -80,3 +82,14 @@ async def test_watcher_reconnects_when_its_websocket_closes(
 
 async def _targets(fetch_json, names):
     return sorted(m["target_name"] for m in await fetch_json("api", "comms")) == names
+
+
+async def test_waiting_for_a_stopped_watcher_ends(jp_serverapp, start_kernel):
+    # a frontend connecting waits for the watcher's websocket; a watcher that stops (the
+    # kernel went away) or reconnects meanwhile must not hold it until the timeout
+    kernel_id = await start_kernel()
+    watcher = extension(jp_serverapp).mirror.watchers[kernel_id]
+    watcher.connect()  # a new websocket, not open before the loop runs
+    waiting = asyncio.ensure_future(watcher.subscribed(60))
+    watcher.close()
+    assert await asyncio.wait_for(waiting, 10) is False

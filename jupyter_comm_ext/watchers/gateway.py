@@ -170,6 +170,8 @@ class GatewayKernelWatcher(KernelWatcher):
         return 0
 
     def close(self) -> None:
+        if not self._connected.done():  # a frontend waiting in `subscribed` goes on
+            self._connected.set_result(False)
         if self._ws is not None:
             self._ws.close()
             self._ws = None
