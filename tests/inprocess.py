@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from tornado.httpclient import HTTPClientError
+from waiting import wait_for
 
 
 @asynccontextmanager
@@ -57,3 +58,19 @@ async def status_of(fetch: Callable[..., Any], *parts: str, **kwargs: Any) -> tu
             raise
         r = e.response
     return r.code, json.loads(r.body) if r.body else None
+
+
+async def found_orphans(jp_serverapp: Any, fetch_json: Callable[..., Any]) -> list[dict[str, Any]]:
+    """The orphans a refresh finds with no grace, asked until it finds some (bounded).
+
+    An orphan needs the kernel idle as the server sees it, from jupyter_server's activity
+    stream, which may lag the idle a websocket client saw a moment: one refresh right
+    after the last execute can come too early (it did on jupyter_server 2.14 in CI).
+    """
+    extension(jp_serverapp).mirror.orphan_grace = 0
+
+    async def refreshed() -> Any:
+        return await fetch_json("api", "comms", params={"status": "orphaned", "refresh": "1"})
+
+    found: list[dict[str, Any]] = await wait_for(refreshed, timeout=10, what="an orphan found")
+    return found

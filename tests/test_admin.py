@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from inprocess import extension
+from inprocess import extension, found_orphans
 from waiting import wait_for
 from wsclient import KernelWS, comm_msgs
 
@@ -93,10 +93,7 @@ async def test_orphan_found_and_closed(
     model = next(m for m in await fetch_json("api", "comms") if m["target_name"] == "b")
     await ws.send("comm_close", {"comm_id": model["comm_id"], "data": {}})
     await wait_for(lambda: _count(fetch_json, 2), what="closed by the frontend")
-    mirror = extension(jp_serverapp).mirror
-    mirror.orphan_grace = 0
-    await asyncio.sleep(0.1)
-    orphans = await fetch_json("api", "comms", params={"status": "orphaned", "refresh": "1"})
+    orphans = await found_orphans(jp_serverapp, fetch_json)
     assert [m["comm_id"] for m in orphans] == [model["comm_id"]]
     await ws.eventually(f"'{model['comm_id']}' in get_comm_manager().comms")
     await ws.execute("kernel.shell_handlers['comm_close'] = kernel.comm_manager.comm_close")

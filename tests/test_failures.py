@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from inprocess import captured, extension
+from inprocess import captured, extension, found_orphans
 from server_process import ServerProcess
 from waiting import wait_for
 from wsclient import KernelWS, comm_msgs
@@ -68,12 +68,7 @@ async def test_orphans_are_closed_in_the_kernel_only(
     await ws.send("comm_close", {"comm_id": orphan, "data": {}})
     await wait_for(lambda: _comms(fetch_json, 1), what="closed by the frontend")
     await ws.execute("kernel.shell_handlers['comm_close'] = kernel.comm_manager.comm_close")
-    extension(jp_serverapp).mirror.orphan_grace = 0
-    # an orphan needs the kernel idle as the server sees it (its activity stream may lag the
-    # websocket's idle a moment): ask again until it is
-    orphans = await wait_for(
-        lambda: _refreshed_orphans(fetch_json), timeout=10, what="the orphan found"
-    )
+    orphans = await found_orphans(jp_serverapp, fetch_json)
     assert [m["comm_id"] for m in orphans] == [orphan]
 
     # status=orphaned alone is a filter: finish every orphan in one request
@@ -85,10 +80,6 @@ async def test_orphans_are_closed_in_the_kernel_only(
         await ws.recv(comm_msgs(ws, "comm_close", orphan), timeout=1.0)
     assert [m["target_name"] for m in await fetch_json("api", "comms")] == ["y"]
     ws.close()
-
-
-async def _refreshed_orphans(fetch_json):
-    return await fetch_json("api", "comms", params={"status": "orphaned", "refresh": "1"})
 
 
 async def _comms(fetch_json, n):
