@@ -67,6 +67,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.line(f"{pid}: {cmdline[:300]}", red=True)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test that used a JupyterHub (the `hub` fixture) shows the Hub's log, with
+    its servers' and services' output: what the test saw alone rarely says why."""
+    report = yield
+    hub = getattr(item, "funcargs", {}).get("hub")
+    if report.failed and hub is not None and hasattr(hub, "log"):
+        report.sections.append(("JupyterHub log (last 20,000 characters)", hub.log()))
+    return report
+
+
 # -- jupyter_server subprocesses ----------------------------------------------------------
 
 
