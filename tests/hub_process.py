@@ -238,6 +238,16 @@ class Hub:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:]
 
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """Stop it; first print its log if setting up a test's Hub failed (a failed test
+        gets the log in its report: see conftest.py)."""
+        if kind is not None:
+            print(self.log())
+        self.stop()
+
     def stop(self) -> None:
         """SIGTERM to the Hub's group (it stops the servers it spawned and its proxy), a
         bounded wait, SIGKILL for the group; then for whatever else carries its marker."""

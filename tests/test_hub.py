@@ -88,7 +88,7 @@ async def _open_comms(hub: Hub) -> dict[tuple[str, str], list[str]]:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    hub = Hub(
+    with Hub(
         tmp_path_factory.mktemp("hub"),
         USERS,
         roles=[
@@ -102,16 +102,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "--CommsHubService.page_size=2",  # alice's server answers in two pages
         ],
         extra_config=NO_EXTENSION_FOR_DAVE,
-    )
-    try:
+    ) as hub:
         hub.start_servers(SERVERS)
         hub.kernels = asyncio.run(_open_comms(hub))
         yield hub
-    except BaseException:
-        print(hub.log())
-        raise
-    finally:
-        hub.stop()
 
 
 def by_server(comms: list[dict]) -> Counter:

@@ -58,21 +58,15 @@ next(r for r in c.JupyterHub.load_roles if r["name"] == "comms-service")["scopes
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    hub = Hub(
+    with Hub(
         tmp_path_factory.mktemp("hub"),
         ("admin", "idle", "dragger"),
         roles=[
             ("comms-admin", "admin", ["custom:comms:read", f"access:services!service={SERVICE}"])
         ],
         extra_config=IDLE_CULLER,
-    )
-    try:
+    ) as hub:
         yield hub
-    except BaseException:
-        print(hub.log())
-        raise
-    finally:
-        hub.stop()
 
 
 def seconds(iso: str) -> float:
